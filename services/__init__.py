@@ -1,0 +1,1 @@
+"""Lumenal: continuous active learning for video capsule endoscopy."""
