@@ -7,6 +7,7 @@ called, so ``lumenal status`` never pays for importing TensorFlow.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 # command -> (module, function taking argv and returning an exit code), help
@@ -21,6 +22,9 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "bench": ("lumenal.bench.cli", "main", "benchmarks: 'bench al' and 'bench system'"),
     "users": ("lumenal.labels.cli", "main", "manage annotators in the labels database"),
 }
+
+# These manage the stack themselves and must not inherit a running one's settings.
+STACK_COMMANDS = {"up", "down", "status", "serve"}
 
 
 def usage() -> str:
@@ -40,7 +44,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"lumenal: unknown command {name!r}\n\n{usage()}", file=sys.stderr)
         return 2
     module, func, _ = COMMANDS[name]
+    if name not in STACK_COMMANDS:
+        _use_local_stack()
     return int(getattr(importlib.import_module(module), func)(rest) or 0)
+
+
+def _use_local_stack() -> None:
+    """Connect to a running local stack unless the environment says otherwise."""
+    from lumenal.stack.state import client_env
+
+    for key, value in client_env().items():
+        os.environ.setdefault(key, value)
 
 
 if __name__ == "__main__":

@@ -69,7 +69,7 @@ class ManagedProcess:
                                       env={**os.environ, **self.env}, cwd=self.cwd,
                                       start_new_session=True)
         logf.close()
-        log.info("started", extra={"process": self.name, "pid": self.popen.pid})
+        log.info("started", extra={"component": self.name, "pid": self.popen.pid})
         return self
 
     def wait_ready(self, timeout_s: float = 60) -> ManagedProcess:
@@ -97,7 +97,7 @@ class ManagedProcess:
         try:
             self.popen.wait(timeout_s)
         except subprocess.TimeoutExpired:
-            log.warning("did not stop in time; killing", extra={"process": self.name})
+            log.warning("did not stop in time; killing", extra={"component": self.name})
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.popen.pid, signal.SIGKILL)
             self.popen.wait(5)
