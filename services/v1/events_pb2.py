@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from lumenal.v1 import common_pb2 as lumenal_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17lumenal/v1/events.proto\x12\nlumenal.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17lumenal/v1/common.proto\"\x8e\x01\n\x0e\x46ramesIngested\x12\x10\n\x08video_id\x18\x01 \x01(\t\x12%\n\x06\x66rames\x18\x02 \x03(\x0b\x32\x15.lumenal.v1.FrameMeta\x12/\n\x0bingested_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nlast_batch\x18\x04 \x01(\x08\"\xa1\x01\n\x0c\x46ramesScored\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\x03\x12&\n\x06scores\x18\x03 \x03(\x0b\x32\x16.lumenal.v1.FrameScore\x12-\n\tscored_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07rescore\x18\x05 \x01(\x08\"\xd8\x01\n\x0eLabelSubmitted\x12\x10\n\x08label_id\x18\x01 \x01(\t\x12\x10\n\x08\x66rame_id\x18\x02 \x01(\t\x12\x11\n\tannotator\x18\x03 \x01(\t\x12#\n\x04kind\x18\x04 \x01(\x0e\x32\x15.lumenal.v1.LabelKind\x12\r\n\x05label\x18\x05 \x01(\t\x12\x12\n\nrequest_id\x18\x06 \x01(\t\x12\x30\n\x0csubmitted_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rseconds_spent\x18\x08 \x01(\x01\"\xac\x01\n\rLabelResolved\x12\x10\n\x08\x66rame_id\x18\x01 \x01(\t\x12\r\n\x05label\x18\x02 \x01(\t\x12\r\n\x05votes\x18\x03 \x01(\x05\x12\x13\n\x0b\x61nnotations\x18\x04 \x01(\x05\x12\x13\n\x0bresolved_by\x18\x05 \x01(\t\x12/\n\x0bresolved_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08sequence\x18\x07 \x01(\x03\"\xa0\x02\n\x0eModelPublished\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12\x14\n\x0cregistry_key\x18\x03 \x01(\t\x12\x38\n\x07metrics\x18\x04 \x03(\x0b\x32\'.lumenal.v1.ModelPublished.MetricsEntry\x12\x13\n\x0b\x63lass_names\x18\x05 \x03(\t\x12\x30\n\x0cpublished_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06reason\x18\x07 \x01(\t\x12\x12\n\ninput_size\x18\x08 \x01(\x05\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\xb0\x01\n\nDeadLetter\x12\r\n\x05topic\x18\x01 \x01(\t\x12\x11\n\tpartition\x18\x02 \x01(\x05\x12\x0e\n\x06offset\x18\x03 \x01(\x03\x12\x0b\n\x03key\x18\x04 \x01(\x0c\x12\r\n\x05value\x18\x05 \x01(\x0c\x12\r\n\x05\x65rror\x18\x06 \x01(\t\x12\x16\n\x0e\x63onsumer_group\x18\x07 \x01(\t\x12-\n\tfailed_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestampb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17lumenal/v1/events.proto\x12\nlumenal.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17lumenal/v1/common.proto\"\x9f\x01\n\x0e\x46ramesIngested\x12\x10\n\x08video_id\x18\x01 \x01(\t\x12%\n\x06\x66rames\x18\x02 \x03(\x0b\x32\x15.lumenal.v1.FrameMeta\x12/\n\x0bingested_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nlast_batch\x18\x04 \x01(\x08\x12\x0f\n\x07\x61\x62orted\x18\x05 \x01(\x08\"\xa1\x01\n\x0c\x46ramesScored\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\x03\x12&\n\x06scores\x18\x03 \x03(\x0b\x32\x16.lumenal.v1.FrameScore\x12-\n\tscored_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07rescore\x18\x05 \x01(\x08\"\xd8\x01\n\x0eLabelSubmitted\x12\x10\n\x08label_id\x18\x01 \x01(\t\x12\x10\n\x08\x66rame_id\x18\x02 \x01(\t\x12\x11\n\tannotator\x18\x03 \x01(\t\x12#\n\x04kind\x18\x04 \x01(\x0e\x32\x15.lumenal.v1.LabelKind\x12\r\n\x05label\x18\x05 \x01(\t\x12\x12\n\nrequest_id\x18\x06 \x01(\t\x12\x30\n\x0csubmitted_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rseconds_spent\x18\x08 \x01(\x01\"\xac\x01\n\rLabelResolved\x12\x10\n\x08\x66rame_id\x18\x01 \x01(\t\x12\r\n\x05label\x18\x02 \x01(\t\x12\r\n\x05votes\x18\x03 \x01(\x05\x12\x13\n\x0b\x61nnotations\x18\x04 \x01(\x05\x12\x13\n\x0bresolved_by\x18\x05 \x01(\t\x12/\n\x0bresolved_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08sequence\x18\x07 \x01(\x03\"\xa0\x02\n\x0eModelPublished\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12\x14\n\x0cregistry_key\x18\x03 \x01(\t\x12\x38\n\x07metrics\x18\x04 \x03(\x0b\x32\'.lumenal.v1.ModelPublished.MetricsEntry\x12\x13\n\x0b\x63lass_names\x18\x05 \x03(\t\x12\x30\n\x0cpublished_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06reason\x18\x07 \x01(\t\x12\x12\n\ninput_size\x18\x08 \x01(\x05\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\xb0\x01\n\nDeadLetter\x12\r\n\x05topic\x18\x01 \x01(\t\x12\x11\n\tpartition\x18\x02 \x01(\x05\x12\x0e\n\x06offset\x18\x03 \x01(\x03\x12\x0b\n\x03key\x18\x04 \x01(\x0c\x12\r\n\x05value\x18\x05 \x01(\x0c\x12\r\n\x05\x65rror\x18\x06 \x01(\t\x12\x16\n\x0e\x63onsumer_group\x18\x07 \x01(\t\x12-\n\tfailed_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestampb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,17 +36,17 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_MODELPUBLISHED_METRICSENTRY']._loaded_options = None
   _globals['_MODELPUBLISHED_METRICSENTRY']._serialized_options = b'8\001'
   _globals['_FRAMESINGESTED']._serialized_start=98
-  _globals['_FRAMESINGESTED']._serialized_end=240
-  _globals['_FRAMESSCORED']._serialized_start=243
-  _globals['_FRAMESSCORED']._serialized_end=404
-  _globals['_LABELSUBMITTED']._serialized_start=407
-  _globals['_LABELSUBMITTED']._serialized_end=623
-  _globals['_LABELRESOLVED']._serialized_start=626
-  _globals['_LABELRESOLVED']._serialized_end=798
-  _globals['_MODELPUBLISHED']._serialized_start=801
-  _globals['_MODELPUBLISHED']._serialized_end=1089
-  _globals['_MODELPUBLISHED_METRICSENTRY']._serialized_start=1043
-  _globals['_MODELPUBLISHED_METRICSENTRY']._serialized_end=1089
-  _globals['_DEADLETTER']._serialized_start=1092
-  _globals['_DEADLETTER']._serialized_end=1268
+  _globals['_FRAMESINGESTED']._serialized_end=257
+  _globals['_FRAMESSCORED']._serialized_start=260
+  _globals['_FRAMESSCORED']._serialized_end=421
+  _globals['_LABELSUBMITTED']._serialized_start=424
+  _globals['_LABELSUBMITTED']._serialized_end=640
+  _globals['_LABELRESOLVED']._serialized_start=643
+  _globals['_LABELRESOLVED']._serialized_end=815
+  _globals['_MODELPUBLISHED']._serialized_start=818
+  _globals['_MODELPUBLISHED']._serialized_end=1106
+  _globals['_MODELPUBLISHED_METRICSENTRY']._serialized_start=1060
+  _globals['_MODELPUBLISHED_METRICSENTRY']._serialized_end=1106
+  _globals['_DEADLETTER']._serialized_start=1109
+  _globals['_DEADLETTER']._serialized_end=1285
 # @@protoc_insertion_point(module_scope)

@@ -11,16 +11,18 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class FramesIngested(_message.Message):
-    __slots__ = ("video_id", "frames", "ingested_at", "last_batch")
+    __slots__ = ("video_id", "frames", "ingested_at", "last_batch", "aborted")
     VIDEO_ID_FIELD_NUMBER: _ClassVar[int]
     FRAMES_FIELD_NUMBER: _ClassVar[int]
     INGESTED_AT_FIELD_NUMBER: _ClassVar[int]
     LAST_BATCH_FIELD_NUMBER: _ClassVar[int]
+    ABORTED_FIELD_NUMBER: _ClassVar[int]
     video_id: str
     frames: _containers.RepeatedCompositeFieldContainer[_common_pb2.FrameMeta]
     ingested_at: _timestamp_pb2.Timestamp
     last_batch: bool
-    def __init__(self, video_id: _Optional[str] = ..., frames: _Optional[_Iterable[_Union[_common_pb2.FrameMeta, _Mapping]]] = ..., ingested_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_batch: _Optional[bool] = ...) -> None: ...
+    aborted: bool
+    def __init__(self, video_id: _Optional[str] = ..., frames: _Optional[_Iterable[_Union[_common_pb2.FrameMeta, _Mapping]]] = ..., ingested_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_batch: _Optional[bool] = ..., aborted: _Optional[bool] = ...) -> None: ...
 
 class FramesScored(_message.Message):
     __slots__ = ("model_name", "model_version", "scores", "scored_at", "rescore")

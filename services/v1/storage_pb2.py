@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from lumenal.v1 import common_pb2 as lumenal_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18lumenal/v1/storage.proto\x12\nlumenal.v1\x1a\x17lumenal/v1/common.proto\"\x8e\x01\n\rIngestOptions\x12\x10\n\x08video_id\x18\x01 \x01(\t\x12\x10\n\x08\x66ilename\x18\x02 \x01(\t\x12\x12\n\nsample_fps\x18\x03 \x01(\x01\x12\x17\n\x0f\x64\x65\x64up_threshold\x18\x04 \x01(\x05\x12\x12\n\nbatch_size\x18\x05 \x01(\x05\x12\x18\n\x10ground_truth_csv\x18\x06 \x01(\t\"^\n\x12IngestVideoRequest\x12,\n\x07options\x18\x01 \x01(\x0b\x32\x19.lumenal.v1.IngestOptionsH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\t\n\x07payload\"M\n\x11IngestPathRequest\x12\x0c\n\x04path\x18\x01 \x01(\t\x12*\n\x07options\x18\x02 \x01(\x0b\x32\x19.lumenal.v1.IngestOptions\"\xd3\x01\n\x0eIngestProgress\x12\x10\n\x08video_id\x18\x01 \x01(\t\x12\x16\n\x0e\x66rames_decoded\x18\x02 \x01(\x03\x12\x15\n\rframes_stored\x18\x03 \x01(\x03\x12 \n\x18\x66rames_dropped_duplicate\x18\x04 \x01(\x03\x12\x19\n\x11\x62\x61tches_published\x18\x05 \x01(\x03\x12\x1d\n\x15total_frames_estimate\x18\x06 \x01(\x03\x12\x0c\n\x04\x64one\x18\x07 \x01(\x08\x12\x16\n\x0e\x62ytes_received\x18\x08 \x01(\x03\"6\n\x0fGetFrameRequest\x12\x10\n\x08\x66rame_id\x18\x01 \x01(\t\x12\x11\n\turl_ttl_s\x18\x02 \x01(\x05\"%\n\x10GetFramesRequest\x12\x11\n\tframe_ids\x18\x01 \x03(\t\";\n\x05\x46rame\x12#\n\x04meta\x18\x01 \x01(\x0b\x32\x15.lumenal.v1.FrameMeta\x12\r\n\x05image\x18\x02 \x01(\x0c\"E\n\x11ListFramesRequest\x12\x10\n\x08video_id\x18\x01 \x01(\t\x12\x1e\n\x04page\x18\x02 \x01(\x0b\x32\x10.lumenal.v1.Page\"c\n\x12ListFramesResponse\x12%\n\x06\x66rames\x18\x01 \x03(\x0b\x32\x15.lumenal.v1.FrameMeta\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\r\n\x05total\x18\x03 \x01(\x03\"-\n\x08\x46rameUrl\x12\x0b\n\x03url\x18\x01 \x01(\t\x12\x14\n\x0c\x65xpires_in_s\x18\x02 \x01(\x05\"\x13\n\x11ListVideosRequest\"z\n\tVideoInfo\x12\x10\n\x08video_id\x18\x01 \x01(\t\x12\x10\n\x08\x66ilename\x18\x02 \x01(\t\x12\x15\n\rframes_stored\x18\x03 \x01(\x03\x12 \n\x18\x66rames_dropped_duplicate\x18\x04 \x01(\x03\x12\x10\n\x08\x63omplete\x18\x05 \x01(\x08\";\n\x12ListVideosResponse\x12%\n\x06videos\x18\x01 \x03(\x0b\x32\x15.lumenal.v1.VideoInfo2\x82\x04\n\x0eStorageService\x12M\n\x0bIngestVideo\x12\x1e.lumenal.v1.IngestVideoRequest\x1a\x1a.lumenal.v1.IngestProgress(\x01\x30\x01\x12I\n\nIngestPath\x12\x1d.lumenal.v1.IngestPathRequest\x1a\x1a.lumenal.v1.IngestProgress0\x01\x12:\n\x08GetFrame\x12\x1b.lumenal.v1.GetFrameRequest\x1a\x11.lumenal.v1.Frame\x12>\n\tGetFrames\x12\x1c.lumenal.v1.GetFramesRequest\x1a\x11.lumenal.v1.Frame0\x01\x12K\n\nListFrames\x12\x1d.lumenal.v1.ListFramesRequest\x1a\x1e.lumenal.v1.ListFramesResponse\x12@\n\x0bGetFrameUrl\x12\x1b.lumenal.v1.GetFrameRequest\x1a\x14.lumenal.v1.FrameUrl\x12K\n\nListVideos\x12\x1d.lumenal.v1.ListVideosRequest\x1a\x1e.lumenal.v1.ListVideosResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18lumenal/v1/storage.proto\x12\nlumenal.v1\x1a\x17lumenal/v1/common.proto\"\xad\x01\n\rIngestOptions\x12\x10\n\x08video_id\x18\x01 \x01(\t\x12\x10\n\x08\x66ilename\x18\x02 \x01(\t\x12\x12\n\nsample_fps\x18\x03 \x01(\x01\x12\x17\n\x0f\x64\x65\x64up_threshold\x18\x04 \x01(\x05\x12\x12\n\nbatch_size\x18\x05 \x01(\x05\x12\x18\n\x10ground_truth_csv\x18\x06 \x01(\t\x12\x1d\n\x15ground_truth_csv_data\x18\x07 \x01(\x0c\"^\n\x12IngestVideoRequest\x12,\n\x07options\x18\x01 \x01(\x0b\x32\x19.lumenal.v1.IngestOptionsH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\t\n\x07payload\"M\n\x11IngestPathRequest\x12\x0c\n\x04path\x18\x01 \x01(\t\x12*\n\x07options\x18\x02 \x01(\x0b\x32\x19.lumenal.v1.IngestOptions\"\xb0\x02\n\x0eIngestProgress\x12\x10\n\x08video_id\x18\x01 \x01(\t\x12\x16\n\x0e\x66rames_decoded\x18\x02 \x01(\x03\x12\x15\n\rframes_stored\x18\x03 \x01(\x03\x12 \n\x18\x66rames_dropped_duplicate\x18\x04 \x01(\x03\x12\x19\n\x11\x62\x61tches_published\x18\x05 \x01(\x03\x12\x1d\n\x15total_frames_estimate\x18\x06 \x01(\x03\x12\x0c\n\x04\x64one\x18\x07 \x01(\x08\x12\x16\n\x0e\x62ytes_received\x18\x08 \x01(\x03\x12\x16\n\x0e\x66rames_skipped\x18\t \x01(\x03\x12\x0f\n\x07skipped\x18\n \x03(\t\x12\x18\n\x10\x61lready_ingested\x18\x0b \x01(\x08\x12\x18\n\x10\x66rames_unsampled\x18\x0c \x01(\x03\"6\n\x0fGetFrameRequest\x12\x10\n\x08\x66rame_id\x18\x01 \x01(\t\x12\x11\n\turl_ttl_s\x18\x02 \x01(\x05\"%\n\x10GetFramesRequest\x12\x11\n\tframe_ids\x18\x01 \x03(\t\";\n\x05\x46rame\x12#\n\x04meta\x18\x01 \x01(\x0b\x32\x15.lumenal.v1.FrameMeta\x12\r\n\x05image\x18\x02 \x01(\x0c\"E\n\x11ListFramesRequest\x12\x10\n\x08video_id\x18\x01 \x01(\t\x12\x1e\n\x04page\x18\x02 \x01(\x0b\x32\x10.lumenal.v1.Page\"c\n\x12ListFramesResponse\x12%\n\x06\x66rames\x18\x01 \x03(\x0b\x32\x15.lumenal.v1.FrameMeta\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\r\n\x05total\x18\x03 \x01(\x03\"-\n\x08\x46rameUrl\x12\x0b\n\x03url\x18\x01 \x01(\t\x12\x14\n\x0c\x65xpires_in_s\x18\x02 \x01(\x05\"\x13\n\x11ListVideosRequest\"\xfd\x01\n\tVideoInfo\x12\x10\n\x08video_id\x18\x01 \x01(\t\x12\x10\n\x08\x66ilename\x18\x02 \x01(\t\x12\x15\n\rframes_stored\x18\x03 \x01(\x03\x12 \n\x18\x66rames_dropped_duplicate\x18\x04 \x01(\x03\x12\x10\n\x08\x63omplete\x18\x05 \x01(\x08\x12\x0c\n\x04kind\x18\x06 \x01(\t\x12\x16\n\x0e\x63ontent_sha256\x18\x07 \x01(\t\x12\x16\n\x0e\x66rames_decoded\x18\x08 \x01(\x03\x12\x16\n\x0e\x66rames_skipped\x18\t \x01(\x03\x12\x12\n\nsample_fps\x18\n \x01(\x01\x12\x17\n\x0f\x64\x65\x64up_threshold\x18\x0b \x01(\x05\";\n\x12ListVideosResponse\x12%\n\x06videos\x18\x01 \x03(\x0b\x32\x15.lumenal.v1.VideoInfo2\x82\x04\n\x0eStorageService\x12M\n\x0bIngestVideo\x12\x1e.lumenal.v1.IngestVideoRequest\x1a\x1a.lumenal.v1.IngestProgress(\x01\x30\x01\x12I\n\nIngestPath\x12\x1d.lumenal.v1.IngestPathRequest\x1a\x1a.lumenal.v1.IngestProgress0\x01\x12:\n\x08GetFrame\x12\x1b.lumenal.v1.GetFrameRequest\x1a\x11.lumenal.v1.Frame\x12>\n\tGetFrames\x12\x1c.lumenal.v1.GetFramesRequest\x1a\x11.lumenal.v1.Frame0\x01\x12K\n\nListFrames\x12\x1d.lumenal.v1.ListFramesRequest\x1a\x1e.lumenal.v1.ListFramesResponse\x12@\n\x0bGetFrameUrl\x12\x1b.lumenal.v1.GetFrameRequest\x1a\x14.lumenal.v1.FrameUrl\x12K\n\nListVideos\x12\x1d.lumenal.v1.ListVideosRequest\x1a\x1e.lumenal.v1.ListVideosResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,31 +33,31 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'lumenal.v1.storage_pb2', _g
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_INGESTOPTIONS']._serialized_start=66
-  _globals['_INGESTOPTIONS']._serialized_end=208
-  _globals['_INGESTVIDEOREQUEST']._serialized_start=210
-  _globals['_INGESTVIDEOREQUEST']._serialized_end=304
-  _globals['_INGESTPATHREQUEST']._serialized_start=306
-  _globals['_INGESTPATHREQUEST']._serialized_end=383
-  _globals['_INGESTPROGRESS']._serialized_start=386
-  _globals['_INGESTPROGRESS']._serialized_end=597
-  _globals['_GETFRAMEREQUEST']._serialized_start=599
-  _globals['_GETFRAMEREQUEST']._serialized_end=653
-  _globals['_GETFRAMESREQUEST']._serialized_start=655
-  _globals['_GETFRAMESREQUEST']._serialized_end=692
-  _globals['_FRAME']._serialized_start=694
-  _globals['_FRAME']._serialized_end=753
-  _globals['_LISTFRAMESREQUEST']._serialized_start=755
-  _globals['_LISTFRAMESREQUEST']._serialized_end=824
-  _globals['_LISTFRAMESRESPONSE']._serialized_start=826
-  _globals['_LISTFRAMESRESPONSE']._serialized_end=925
-  _globals['_FRAMEURL']._serialized_start=927
-  _globals['_FRAMEURL']._serialized_end=972
-  _globals['_LISTVIDEOSREQUEST']._serialized_start=974
-  _globals['_LISTVIDEOSREQUEST']._serialized_end=993
-  _globals['_VIDEOINFO']._serialized_start=995
-  _globals['_VIDEOINFO']._serialized_end=1117
-  _globals['_LISTVIDEOSRESPONSE']._serialized_start=1119
-  _globals['_LISTVIDEOSRESPONSE']._serialized_end=1178
-  _globals['_STORAGESERVICE']._serialized_start=1181
-  _globals['_STORAGESERVICE']._serialized_end=1695
+  _globals['_INGESTOPTIONS']._serialized_end=239
+  _globals['_INGESTVIDEOREQUEST']._serialized_start=241
+  _globals['_INGESTVIDEOREQUEST']._serialized_end=335
+  _globals['_INGESTPATHREQUEST']._serialized_start=337
+  _globals['_INGESTPATHREQUEST']._serialized_end=414
+  _globals['_INGESTPROGRESS']._serialized_start=417
+  _globals['_INGESTPROGRESS']._serialized_end=721
+  _globals['_GETFRAMEREQUEST']._serialized_start=723
+  _globals['_GETFRAMEREQUEST']._serialized_end=777
+  _globals['_GETFRAMESREQUEST']._serialized_start=779
+  _globals['_GETFRAMESREQUEST']._serialized_end=816
+  _globals['_FRAME']._serialized_start=818
+  _globals['_FRAME']._serialized_end=877
+  _globals['_LISTFRAMESREQUEST']._serialized_start=879
+  _globals['_LISTFRAMESREQUEST']._serialized_end=948
+  _globals['_LISTFRAMESRESPONSE']._serialized_start=950
+  _globals['_LISTFRAMESRESPONSE']._serialized_end=1049
+  _globals['_FRAMEURL']._serialized_start=1051
+  _globals['_FRAMEURL']._serialized_end=1096
+  _globals['_LISTVIDEOSREQUEST']._serialized_start=1098
+  _globals['_LISTVIDEOSREQUEST']._serialized_end=1117
+  _globals['_VIDEOINFO']._serialized_start=1120
+  _globals['_VIDEOINFO']._serialized_end=1373
+  _globals['_LISTVIDEOSRESPONSE']._serialized_start=1375
+  _globals['_LISTVIDEOSRESPONSE']._serialized_end=1434
+  _globals['_STORAGESERVICE']._serialized_start=1437
+  _globals['_STORAGESERVICE']._serialized_end=1951
 # @@protoc_insertion_point(module_scope)

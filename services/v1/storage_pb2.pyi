@@ -8,20 +8,22 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class IngestOptions(_message.Message):
-    __slots__ = ("video_id", "filename", "sample_fps", "dedup_threshold", "batch_size", "ground_truth_csv")
+    __slots__ = ("video_id", "filename", "sample_fps", "dedup_threshold", "batch_size", "ground_truth_csv", "ground_truth_csv_data")
     VIDEO_ID_FIELD_NUMBER: _ClassVar[int]
     FILENAME_FIELD_NUMBER: _ClassVar[int]
     SAMPLE_FPS_FIELD_NUMBER: _ClassVar[int]
     DEDUP_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
     GROUND_TRUTH_CSV_FIELD_NUMBER: _ClassVar[int]
+    GROUND_TRUTH_CSV_DATA_FIELD_NUMBER: _ClassVar[int]
     video_id: str
     filename: str
     sample_fps: float
     dedup_threshold: int
     batch_size: int
     ground_truth_csv: str
-    def __init__(self, video_id: _Optional[str] = ..., filename: _Optional[str] = ..., sample_fps: _Optional[float] = ..., dedup_threshold: _Optional[int] = ..., batch_size: _Optional[int] = ..., ground_truth_csv: _Optional[str] = ...) -> None: ...
+    ground_truth_csv_data: bytes
+    def __init__(self, video_id: _Optional[str] = ..., filename: _Optional[str] = ..., sample_fps: _Optional[float] = ..., dedup_threshold: _Optional[int] = ..., batch_size: _Optional[int] = ..., ground_truth_csv: _Optional[str] = ..., ground_truth_csv_data: _Optional[bytes] = ...) -> None: ...
 
 class IngestVideoRequest(_message.Message):
     __slots__ = ("options", "chunk")
@@ -40,7 +42,7 @@ class IngestPathRequest(_message.Message):
     def __init__(self, path: _Optional[str] = ..., options: _Optional[_Union[IngestOptions, _Mapping]] = ...) -> None: ...
 
 class IngestProgress(_message.Message):
-    __slots__ = ("video_id", "frames_decoded", "frames_stored", "frames_dropped_duplicate", "batches_published", "total_frames_estimate", "done", "bytes_received")
+    __slots__ = ("video_id", "frames_decoded", "frames_stored", "frames_dropped_duplicate", "batches_published", "total_frames_estimate", "done", "bytes_received", "frames_skipped", "skipped", "already_ingested", "frames_unsampled")
     VIDEO_ID_FIELD_NUMBER: _ClassVar[int]
     FRAMES_DECODED_FIELD_NUMBER: _ClassVar[int]
     FRAMES_STORED_FIELD_NUMBER: _ClassVar[int]
@@ -49,6 +51,10 @@ class IngestProgress(_message.Message):
     TOTAL_FRAMES_ESTIMATE_FIELD_NUMBER: _ClassVar[int]
     DONE_FIELD_NUMBER: _ClassVar[int]
     BYTES_RECEIVED_FIELD_NUMBER: _ClassVar[int]
+    FRAMES_SKIPPED_FIELD_NUMBER: _ClassVar[int]
+    SKIPPED_FIELD_NUMBER: _ClassVar[int]
+    ALREADY_INGESTED_FIELD_NUMBER: _ClassVar[int]
+    FRAMES_UNSAMPLED_FIELD_NUMBER: _ClassVar[int]
     video_id: str
     frames_decoded: int
     frames_stored: int
@@ -57,7 +63,11 @@ class IngestProgress(_message.Message):
     total_frames_estimate: int
     done: bool
     bytes_received: int
-    def __init__(self, video_id: _Optional[str] = ..., frames_decoded: _Optional[int] = ..., frames_stored: _Optional[int] = ..., frames_dropped_duplicate: _Optional[int] = ..., batches_published: _Optional[int] = ..., total_frames_estimate: _Optional[int] = ..., done: _Optional[bool] = ..., bytes_received: _Optional[int] = ...) -> None: ...
+    frames_skipped: int
+    skipped: _containers.RepeatedScalarFieldContainer[str]
+    already_ingested: bool
+    frames_unsampled: int
+    def __init__(self, video_id: _Optional[str] = ..., frames_decoded: _Optional[int] = ..., frames_stored: _Optional[int] = ..., frames_dropped_duplicate: _Optional[int] = ..., batches_published: _Optional[int] = ..., total_frames_estimate: _Optional[int] = ..., done: _Optional[bool] = ..., bytes_received: _Optional[int] = ..., frames_skipped: _Optional[int] = ..., skipped: _Optional[_Iterable[str]] = ..., already_ingested: _Optional[bool] = ..., frames_unsampled: _Optional[int] = ...) -> None: ...
 
 class GetFrameRequest(_message.Message):
     __slots__ = ("frame_id", "url_ttl_s")
@@ -112,18 +122,30 @@ class ListVideosRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class VideoInfo(_message.Message):
-    __slots__ = ("video_id", "filename", "frames_stored", "frames_dropped_duplicate", "complete")
+    __slots__ = ("video_id", "filename", "frames_stored", "frames_dropped_duplicate", "complete", "kind", "content_sha256", "frames_decoded", "frames_skipped", "sample_fps", "dedup_threshold")
     VIDEO_ID_FIELD_NUMBER: _ClassVar[int]
     FILENAME_FIELD_NUMBER: _ClassVar[int]
     FRAMES_STORED_FIELD_NUMBER: _ClassVar[int]
     FRAMES_DROPPED_DUPLICATE_FIELD_NUMBER: _ClassVar[int]
     COMPLETE_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_SHA256_FIELD_NUMBER: _ClassVar[int]
+    FRAMES_DECODED_FIELD_NUMBER: _ClassVar[int]
+    FRAMES_SKIPPED_FIELD_NUMBER: _ClassVar[int]
+    SAMPLE_FPS_FIELD_NUMBER: _ClassVar[int]
+    DEDUP_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     video_id: str
     filename: str
     frames_stored: int
     frames_dropped_duplicate: int
     complete: bool
-    def __init__(self, video_id: _Optional[str] = ..., filename: _Optional[str] = ..., frames_stored: _Optional[int] = ..., frames_dropped_duplicate: _Optional[int] = ..., complete: _Optional[bool] = ...) -> None: ...
+    kind: str
+    content_sha256: str
+    frames_decoded: int
+    frames_skipped: int
+    sample_fps: float
+    dedup_threshold: int
+    def __init__(self, video_id: _Optional[str] = ..., filename: _Optional[str] = ..., frames_stored: _Optional[int] = ..., frames_dropped_duplicate: _Optional[int] = ..., complete: _Optional[bool] = ..., kind: _Optional[str] = ..., content_sha256: _Optional[str] = ..., frames_decoded: _Optional[int] = ..., frames_skipped: _Optional[int] = ..., sample_fps: _Optional[float] = ..., dedup_threshold: _Optional[int] = ...) -> None: ...
 
 class ListVideosResponse(_message.Message):
     __slots__ = ("videos",)
