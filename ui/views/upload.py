@@ -1,0 +1,88 @@
+"""Upload a capsule video: stream it in chunks to storage's IngestVideo and show progress.
+
+The storage service decodes, samples and de-duplicates the frames and publishes
+them for scoring; the bar follows the bytes sent, then the frames decoded.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+from streamlit.runtime.uploaded_file_manager import UploadedFile
+
+from lumenal.v1 import storage_pb2
+from ui import session
+from ui.client import ApiError, Client, ServiceDown, chunks
+
+VIDEO_TYPES = ["mp4", "avi", "mov", "mkv", "webm", "mpg", "mpeg"]
+
+
+def progress_fraction(p: storage_pb2.IngestProgress, size: int) -> tuple[float, str]:
+    """Where the ingest is, as a bar value and a caption."""
+    if p.done:
+        return 1.0, f"Done: {p.frames_stored} frames stored, {p.frames_dropped_duplicate} near-duplicates dropped"
+    if p.frames_decoded == 0:
+        got = p.bytes_received
+        return (min(got / size, 1.0) * 0.5 if size else 0.0), f"Uploading: {got / 1e6:.1f} / {size / 1e6:.1f} MB"
+    total = p.total_frames_estimate
+    frac = 0.5 + 0.5 * min(p.frames_decoded / total, 1.0) if total else 0.5
+    return frac, f"Decoding: {p.frames_decoded} frames read, {p.frames_stored} stored"
+
+
+def ingest(c: Client, upload: UploadedFile, options: storage_pb2.IngestOptions,
+           chunk_bytes: int) -> storage_pb2.IngestProgress | None:
+    size = upload.size
+    bar = st.progress(0.0, text=f"Uploading {upload.name}…")
+    upload.seek(0)
+    last = None
+    for last in c.ingest_video(chunks(upload.read, chunk_bytes), options):
+        frac, text = progress_fraction(last, size)
+        bar.progress(frac, text=text)
+    return last
+
+
+def videos_table(c: Client) -> None:
+    try:
+        videos = c.list_videos()
+    except (ApiError, ServiceDown) as exc:
+        session.show_error(exc, "Video list unavailable")
+        return
+    if not videos:
+        st.caption("No videos ingested yet.")
+        return
+    st.dataframe(pd.DataFrame([{"video": v.video_id, "file": v.filename, "frames": v.frames_stored,
+                                "duplicates dropped": v.frames_dropped_duplicate, "complete": v.complete}
+                               for v in videos]), hide_index=True)
+
+
+def main() -> None:
+    session.require("reviewer")
+    s = session.settings()
+    c = session.client()
+    st.title("Upload a video")
+    st.caption("Frames are sampled, near-duplicates dropped, and the rest join the pool to be scored and labeled.")
+    upload = st.file_uploader("Capsule video", type=VIDEO_TYPES, max_upload_size=s.upload_max_mb,
+                              key="video_upload")
+    with st.expander("Ingest options"):
+        fps = st.number_input("Sample frames per second (0 = service default, -1 = every frame)",
+                              min_value=-1.0, value=0.0, step=0.5, key="sample_fps")
+        dedup = st.number_input("Duplicate threshold (Hamming distance of perceptual hashes; -1 = default)",
+                                min_value=-1, value=-1, step=1, key="dedup")
+        video_id = st.text_input("Video id (empty = derived from the content)", key="video_id")
+    if st.button("Ingest", type="primary", icon=":material/upload:", disabled=upload is None, key="ingest"):
+        options = storage_pb2.IngestOptions(video_id=video_id.strip(), filename=upload.name,
+                                            sample_fps=float(fps), dedup_threshold=int(dedup))
+        try:
+            final = ingest(c, upload, options, s.upload_chunk_bytes)
+        except (ApiError, ServiceDown) as exc:
+            session.show_error(exc, f"Ingest of {upload.name} failed")
+        else:
+            if final is not None:
+                st.success(f"Video `{final.video_id}` ingested: {final.frames_stored} frames stored, "
+                           f"{final.frames_dropped_duplicate} near-duplicates dropped.",
+                           icon=":material/check_circle:")
+    st.subheader("Videos")
+    videos_table(c)
+
+
+main()
