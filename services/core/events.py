@@ -147,6 +147,14 @@ class Consumer:
         self._thread.start()
         return self
 
+    def assigned_partitions(self, topic: str) -> set[int]:
+        """Partitions of ``topic`` this member owns now (empty before joining the group)."""
+        c = self._consumer
+        try:
+            return {tp.partition for tp in (c.assignment() if c is not None else ()) if tp.topic == topic}
+        except Exception:  # noqa: BLE001 - the consumer is being rebuilt
+            return set()
+
     def stop(self, timeout_s: float = 10) -> None:
         self._stop.set()
         if self._thread:
