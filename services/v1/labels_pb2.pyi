@@ -138,20 +138,22 @@ class NextTaskRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class Task(_message.Message):
-    __slots__ = ("lease_id", "frame_id", "expires_at", "overlap", "score", "source")
+    __slots__ = ("lease_id", "frame_id", "expires_at", "overlap", "score", "source", "frame")
     LEASE_ID_FIELD_NUMBER: _ClassVar[int]
     FRAME_ID_FIELD_NUMBER: _ClassVar[int]
     EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
     OVERLAP_FIELD_NUMBER: _ClassVar[int]
     SCORE_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
+    FRAME_FIELD_NUMBER: _ClassVar[int]
     lease_id: str
     frame_id: str
     expires_at: _timestamp_pb2.Timestamp
     overlap: bool
     score: _common_pb2.FrameScore
     source: str
-    def __init__(self, lease_id: _Optional[str] = ..., frame_id: _Optional[str] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., overlap: _Optional[bool] = ..., score: _Optional[_Union[_common_pb2.FrameScore, _Mapping]] = ..., source: _Optional[str] = ...) -> None: ...
+    frame: _common_pb2.FrameMeta
+    def __init__(self, lease_id: _Optional[str] = ..., frame_id: _Optional[str] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., overlap: _Optional[bool] = ..., score: _Optional[_Union[_common_pb2.FrameScore, _Mapping]] = ..., source: _Optional[str] = ..., frame: _Optional[_Union[_common_pb2.FrameMeta, _Mapping]] = ...) -> None: ...
 
 class SubmitLabelRequest(_message.Message):
     __slots__ = ("request_id", "lease_id", "frame_id", "kind", "label", "seconds_spent")
@@ -190,7 +192,7 @@ class ReleaseTaskResponse(_message.Message):
     def __init__(self) -> None: ...
 
 class Adjudication(_message.Message):
-    __slots__ = ("frame_id", "votes", "annotators", "reason")
+    __slots__ = ("frame_id", "votes", "annotators", "reason", "unsure", "frame")
     class VotesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -202,11 +204,15 @@ class Adjudication(_message.Message):
     VOTES_FIELD_NUMBER: _ClassVar[int]
     ANNOTATORS_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    UNSURE_FIELD_NUMBER: _ClassVar[int]
+    FRAME_FIELD_NUMBER: _ClassVar[int]
     frame_id: str
     votes: _containers.ScalarMap[str, int]
     annotators: _containers.RepeatedScalarFieldContainer[str]
     reason: str
-    def __init__(self, frame_id: _Optional[str] = ..., votes: _Optional[_Mapping[str, int]] = ..., annotators: _Optional[_Iterable[str]] = ..., reason: _Optional[str] = ...) -> None: ...
+    unsure: int
+    frame: _common_pb2.FrameMeta
+    def __init__(self, frame_id: _Optional[str] = ..., votes: _Optional[_Mapping[str, int]] = ..., annotators: _Optional[_Iterable[str]] = ..., reason: _Optional[str] = ..., unsure: _Optional[int] = ..., frame: _Optional[_Union[_common_pb2.FrameMeta, _Mapping]] = ...) -> None: ...
 
 class ListAdjudicationsRequest(_message.Message):
     __slots__ = ("limit",)
@@ -289,7 +295,7 @@ class DailyCount(_message.Message):
     def __init__(self, day: _Optional[str] = ..., annotator: _Optional[str] = ..., count: _Optional[int] = ...) -> None: ...
 
 class LabelStats(_message.Message):
-    __slots__ = ("submitted", "resolved", "pending_adjudication", "active_leases", "per_day", "per_annotator", "per_class")
+    __slots__ = ("submitted", "resolved", "pending_adjudication", "active_leases", "per_day", "per_annotator", "per_class", "frames", "per_kind")
     class PerAnnotatorEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -304,6 +310,13 @@ class LabelStats(_message.Message):
         key: str
         value: int
         def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    class PerKindEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
     SUBMITTED_FIELD_NUMBER: _ClassVar[int]
     RESOLVED_FIELD_NUMBER: _ClassVar[int]
     PENDING_ADJUDICATION_FIELD_NUMBER: _ClassVar[int]
@@ -311,6 +324,8 @@ class LabelStats(_message.Message):
     PER_DAY_FIELD_NUMBER: _ClassVar[int]
     PER_ANNOTATOR_FIELD_NUMBER: _ClassVar[int]
     PER_CLASS_FIELD_NUMBER: _ClassVar[int]
+    FRAMES_FIELD_NUMBER: _ClassVar[int]
+    PER_KIND_FIELD_NUMBER: _ClassVar[int]
     submitted: int
     resolved: int
     pending_adjudication: int
@@ -318,7 +333,9 @@ class LabelStats(_message.Message):
     per_day: _containers.RepeatedCompositeFieldContainer[DailyCount]
     per_annotator: _containers.ScalarMap[str, int]
     per_class: _containers.ScalarMap[str, int]
-    def __init__(self, submitted: _Optional[int] = ..., resolved: _Optional[int] = ..., pending_adjudication: _Optional[int] = ..., active_leases: _Optional[int] = ..., per_day: _Optional[_Iterable[_Union[DailyCount, _Mapping]]] = ..., per_annotator: _Optional[_Mapping[str, int]] = ..., per_class: _Optional[_Mapping[str, int]] = ...) -> None: ...
+    frames: int
+    per_kind: _containers.ScalarMap[str, int]
+    def __init__(self, submitted: _Optional[int] = ..., resolved: _Optional[int] = ..., pending_adjudication: _Optional[int] = ..., active_leases: _Optional[int] = ..., per_day: _Optional[_Iterable[_Union[DailyCount, _Mapping]]] = ..., per_annotator: _Optional[_Mapping[str, int]] = ..., per_class: _Optional[_Mapping[str, int]] = ..., frames: _Optional[int] = ..., per_kind: _Optional[_Mapping[str, int]] = ...) -> None: ...
 
 class ListResolvedRequest(_message.Message):
     __slots__ = ("after_sequence", "limit")

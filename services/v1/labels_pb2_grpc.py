@@ -28,6 +28,19 @@ if _version_not_supported:
 class LabelsServiceStub:
     """Owns the labels database: annotators, leases, answers, consensus, agreement.
     Every call except Login needs metadata "authorization: Bearer <token>".
+
+    Errors (gRPC status + a human-readable message to show as is):
+    UNAUTHENTICATED    no/forged/expired token, logged-out session, deactivated user,
+    wrong username or password (log in again)
+    PERMISSION_DENIED  the caller's role is too low (roles are checked on the server
+    with the annotator's *current* role), or another annotator's lease
+    INVALID_ARGUMENT   bad field (label not in the class set, missing request_id, ...)
+    NOT_FOUND          unknown frame / lease / annotator; NextTask: nothing to label now
+    FAILED_PRECONDITION state forbids it (expired/released/answered lease, frame not
+    waiting for adjudication, last admin, class still in use)
+    ALREADY_EXISTS     CreateAnnotator with a taken username
+    Roles are ranked annotator < reviewer < admin < service; a higher role may do
+    everything a lower one may.
     """
 
     def __init__(self, channel):
@@ -126,16 +139,31 @@ class LabelsServiceStub:
 class LabelsServiceServicer:
     """Owns the labels database: annotators, leases, answers, consensus, agreement.
     Every call except Login needs metadata "authorization: Bearer <token>".
+
+    Errors (gRPC status + a human-readable message to show as is):
+    UNAUTHENTICATED    no/forged/expired token, logged-out session, deactivated user,
+    wrong username or password (log in again)
+    PERMISSION_DENIED  the caller's role is too low (roles are checked on the server
+    with the annotator's *current* role), or another annotator's lease
+    INVALID_ARGUMENT   bad field (label not in the class set, missing request_id, ...)
+    NOT_FOUND          unknown frame / lease / annotator; NextTask: nothing to label now
+    FAILED_PRECONDITION state forbids it (expired/released/answered lease, frame not
+    waiting for adjudication, last admin, class still in use)
+    ALREADY_EXISTS     CreateAnnotator with a taken username
+    Roles are ranked annotator < reviewer < admin < service; a higher role may do
+    everything a lower one may.
     """
 
     def Login(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """No token needed. Returns a bearer token valid for LUMENAL_LABELS_TOKEN_TTL_S.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def Logout(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Revokes the caller's token (its session) at once.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -147,7 +175,7 @@ class LabelsServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def CreateAnnotator(self, request, context):
-        """Admin.
+        """Admin. Deactivating a user or changing their password revokes their sessions.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -166,51 +194,60 @@ class LabelsServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetProject(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Any role (annotators need the class set and hide_predictions).
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def UpdateProject(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Admin. Send the whole Project (from GetProject) with your changes.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def NextTask(self, request, context):
-        """Annotators.
+        """Annotator+. Returns the caller's current unexpired lease if they have one (so a
+        page reload shows the same frame), else leases the most informative free frame
+        (inference TopK, or ingest order when inference is down). NOT_FOUND when no frame
+        is free for this caller.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def SubmitLabel(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Annotator+. Idempotent by request_id: resending the same request returns the same
+        label_id with duplicate=true and counts once.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ReleaseTask(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Annotator+. Give a lease back unanswered (e.g. the user logs out); idempotent.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListAdjudications(self, request, context):
-        """Reviewers.
+        """Reviewer+. Frames whose answers did not reach a majority, oldest first.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def Adjudicate(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Reviewer+. Sets the final label of a frame waiting for adjudication.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetAgreement(self, request, context):
-        """Everyone: dashboards. Services: the resolved labels for training.
+        """Any role: dashboards.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -223,13 +260,16 @@ class LabelsServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListResolved(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Reviewer+ (services use a service token): final labels in sequence order, for
+        the training service to rebuild its state after a restart.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def Export(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Reviewer+. Resolved frames only.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -333,6 +373,19 @@ def add_LabelsServiceServicer_to_server(servicer, server):
 class LabelsService:
     """Owns the labels database: annotators, leases, answers, consensus, agreement.
     Every call except Login needs metadata "authorization: Bearer <token>".
+
+    Errors (gRPC status + a human-readable message to show as is):
+    UNAUTHENTICATED    no/forged/expired token, logged-out session, deactivated user,
+    wrong username or password (log in again)
+    PERMISSION_DENIED  the caller's role is too low (roles are checked on the server
+    with the annotator's *current* role), or another annotator's lease
+    INVALID_ARGUMENT   bad field (label not in the class set, missing request_id, ...)
+    NOT_FOUND          unknown frame / lease / annotator; NextTask: nothing to label now
+    FAILED_PRECONDITION state forbids it (expired/released/answered lease, frame not
+    waiting for adjudication, last admin, class still in use)
+    ALREADY_EXISTS     CreateAnnotator with a taken username
+    Roles are ranked annotator < reviewer < admin < service; a higher role may do
+    everything a lower one may.
     """
 
     @staticmethod

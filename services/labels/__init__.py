@@ -1,0 +1,1 @@
+"""The labels service: annotators, leases, answers, consensus, agreement, exports."""

@@ -1,0 +1,3 @@
+from lumenal.labels.server import main
+
+main()

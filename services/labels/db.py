@@ -1,0 +1,122 @@
+"""Engine, transactions and schema migrations for SQLite and PostgreSQL.
+
+SQLite: every write transaction starts with ``BEGIN IMMEDIATE`` so writers
+queue on the database lock (busy timeout) instead of failing when a read
+transaction tries to upgrade; WAL lets readers run beside the writer.
+PostgreSQL: READ COMMITTED plus conditional updates and unique constraints;
+deadlocks and serialization failures are retried by ``Database.write``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TypeVar
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import event
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+_READONLY = "lumenal_readonly"
+_RETRY_SQLSTATES = {"40001", "40P01"}  # serialization failure, deadlock detected
+
+
+def make_engine(url: str, pool_size: int = 20) -> sa.Engine:
+    if url.startswith("sqlite"):
+        return _sqlite_engine(url, pool_size)
+    return sa.create_engine(url, pool_size=pool_size, max_overflow=10, pool_pre_ping=True,
+                            pool_recycle=1800)
+
+
+def _sqlite_engine(url: str, pool_size: int) -> sa.Engine:
+    path = sa.engine.make_url(url).database
+    if path and path != ":memory:":
+        Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    engine = sa.create_engine(url, pool_size=pool_size, max_overflow=10,
+                              connect_args={"check_same_thread": False, "timeout": 30})
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_conn, _record) -> None:  # noqa: ANN001
+        dbapi_conn.isolation_level = None  # we issue BEGIN ourselves (below)
+        cur = dbapi_conn.cursor()
+        for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON", "busy_timeout=30000"):
+            cur.execute(f"PRAGMA {pragma}")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: sa.Connection) -> None:
+        readonly = conn.get_execution_options().get(_READONLY, False)
+        conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
+
+    return engine
+
+
+def migrate(engine: sa.Engine) -> None:
+    """Bring the schema to the newest migration (safe to call on every start)."""
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":  # one migrator at a time across replicas
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(471100)"))
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
+
+
+def _retryable(exc: DBAPIError) -> bool:
+    code = getattr(exc.orig, "sqlstate", None)
+    if code in _RETRY_SQLSTATES:
+        return True
+    return isinstance(exc, OperationalError) and "database is locked" in str(exc.orig)
+
+
+class Database:
+    """Sessions with the right transaction mode; ``write`` retries transient conflicts."""
+
+    def __init__(self, url: str, pool_size: int = 20) -> None:
+        self.url = url
+        self.engine = make_engine(url, pool_size)
+        self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    def migrate(self) -> None:
+        migrate(self.engine)
+
+    def write(self, fn: Callable[[Session], T], attempts: int = 5) -> T:
+        """Run ``fn`` in one write transaction, retrying deadlocks/serialization failures."""
+        for attempt in range(1, attempts + 1):
+            try:
+                with self.sessions.begin() as s:
+                    return fn(s)
+            except DBAPIError as exc:
+                if attempt == attempts or not _retryable(exc):
+                    raise
+                log.warning("transaction conflict, retrying", extra={"attempt": attempt, "error": str(exc.orig)})
+                time.sleep(0.01 * 2 ** attempt)
+        raise AssertionError("unreachable")
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        """A read-only transaction (plain BEGIN on SQLite: does not block writers)."""
+        with self.sessions() as s:  # close() ends the transaction and keeps loaded objects usable
+            s.connection(execution_options={_READONLY: True})
+            yield s
+
+    def healthy(self) -> bool:
+        with self.read() as s:
+            return s.execute(sa.text("SELECT 1")).scalar() == 1
+
+    def dispose(self) -> None:
+        self.engine.dispose()

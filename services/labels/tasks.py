@@ -1,0 +1,506 @@
+"""The labeling workflow: project policy, frame pool, leases, answers, consensus, adjudication.
+
+Concurrency rests on three atomic database operations that behave the same
+on SQLite and PostgreSQL (see ``models``): the conditional update of
+``frames.held``, the unique ``leases.annotator_key`` / ``active_annotator``,
+and the unique ``labels(annotator, request_id)``. No step relies on a read
+staying true until the write ("check then act").
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from prometheus_client import Counter
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from lumenal.core import topics
+from lumenal.core.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
+from lumenal.labels import models as m
+from lumenal.labels.agreement import consensus
+from lumenal.labels.db import Database
+from lumenal.labels.outbox import enqueue
+from lumenal.labels.ranking import Ranker
+from lumenal.labels.settings import LabelsSettings
+from lumenal.v1 import common_pb2, events_pb2, labels_pb2
+
+log = logging.getLogger(__name__)
+
+LEASES = Counter("lumenal_labels_leases_total", "leases granted", ["source"])
+EXPIRED = Counter("lumenal_labels_leases_expired_total", "leases that expired unanswered")
+SUBMITTED = Counter("lumenal_labels_submitted_total", "answers accepted", ["kind"])
+DUPLICATES = Counter("lumenal_labels_duplicate_submits_total", "submits answered from the idempotency key")
+RESOLVED = Counter("lumenal_labels_resolved_total", "frames whose label became final", ["by"])
+
+KINDS = {common_pb2.LABEL_KIND_CLASS: "class", common_pb2.LABEL_KIND_SKIP: "skip",
+         common_pb2.LABEL_KIND_UNSURE: "unsure"}
+KIND_ENUM = {v: k for k, v in KINDS.items()}
+MAX_ATTEMPTS = 20
+MAX_EXCLUDE = 5000
+
+
+@dataclass(frozen=True)
+class ProjectConfig:
+    class_names: tuple[str, ...]
+    strategy: str
+    overlap_fraction: float
+    overlap_k: int
+    hide_predictions: bool
+    lease_ttl_s: int
+
+    @classmethod
+    def from_row(cls, row: m.Project) -> ProjectConfig:
+        return cls(tuple(json.loads(row.class_names)), row.strategy, row.overlap_fraction,
+                   row.overlap_k, row.hide_predictions, row.lease_ttl_s)
+
+    def to_proto(self) -> labels_pb2.Project:
+        return labels_pb2.Project(class_names=self.class_names, strategy=self.strategy,
+                                  overlap_fraction=self.overlap_fraction, overlap_k=self.overlap_k,
+                                  hide_predictions=self.hide_predictions, lease_ttl_s=self.lease_ttl_s)
+
+
+def required_answers(frame_id: str, overlap_fraction: float, overlap_k: int) -> int:
+    """How many answers a frame needs: ``overlap_k`` for a stable hash-chosen share, else 1."""
+    h = int.from_bytes(hashlib.sha256(frame_id.encode()).digest()[:8], "big") / 2.0 ** 64
+    return max(1, overlap_k) if h < overlap_fraction else 1
+
+
+def validate_project(p: labels_pb2.Project) -> ProjectConfig:
+    names = tuple(c.strip() for c in p.class_names)
+    if len(names) < 2:
+        raise InvalidArgument("class_names needs at least two classes")
+    if any(not c or len(c) > 200 for c in names) or len(set(names)) != len(names):
+        raise InvalidArgument("class_names must be unique, non-empty and at most 200 characters")
+    if not 0.0 <= p.overlap_fraction <= 1.0 or math.isnan(p.overlap_fraction):
+        raise InvalidArgument("overlap_fraction must be between 0 and 1")
+    if not 1 <= p.overlap_k <= 20 or (p.overlap_fraction > 0 and p.overlap_k < 2):
+        raise InvalidArgument("overlap_k must be 1..20, and at least 2 when overlap_fraction > 0")
+    if not 10 <= p.lease_ttl_s <= 86400:
+        raise InvalidArgument("lease_ttl_s must be between 10 and 86400 seconds")
+    if len(p.strategy) > 64:
+        raise InvalidArgument("strategy name too long")
+    return ProjectConfig(names, p.strategy.strip(), p.overlap_fraction, p.overlap_k,
+                         p.hide_predictions, p.lease_ttl_s)
+
+
+def frame_meta(f: m.Frame) -> common_pb2.FrameMeta:
+    return common_pb2.FrameMeta(frame_id=f.frame_id, video_id=f.video_id, frame_index=f.frame_index,
+                                timestamp_s=f.timestamp_s, object_key=f.object_key, width=f.width,
+                                height=f.height, content_type=f.content_type,
+                                ground_truth=f.ground_truth, source=f.source)
+
+
+def _ts(seconds: float):  # noqa: ANN202 - protobuf Timestamp
+    from google.protobuf.timestamp_pb2 import Timestamp
+    ts = Timestamp()
+    ts.FromNanoseconds(int(seconds * 1e9))
+    return ts
+
+
+def _iso(seconds: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
+
+
+def _insert(dialect: str):  # noqa: ANN202 - dialect-specific insert with ON CONFLICT
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert
+
+
+class Tasks:
+    """Leasing and answering. ``clock`` is injectable so lease expiry is unit-testable."""
+
+    def __init__(self, db: Database, ranker: Ranker | None, defaults: LabelsSettings,
+                 clock: Callable[[], float] = time.time, notify: Callable[[], None] = lambda: None) -> None:
+        self.db, self.ranker, self.defaults = db, ranker, defaults
+        self.clock, self.notify = clock, notify
+        self.topk = defaults.topk_candidates
+
+    # -- project ---------------------------------------------------------------
+    def ensure_defaults(self) -> None:
+        """First start: the project row from settings and the resolved-sequence counter."""
+        d = self.defaults
+        project = {"id": 1, "class_names": json.dumps(d.class_list()), "strategy": d.strategy,
+                   "overlap_fraction": d.overlap_fraction, "overlap_k": d.overlap_k,
+                   "hide_predictions": False, "lease_ttl_s": d.lease_ttl_s, "updated_at": time.time(),
+                   "updated_by": "settings"}
+        insert = _insert(self.db.dialect)
+
+        def tx(s: Session) -> None:
+            s.execute(insert(m.Project).values(**project).on_conflict_do_nothing(index_elements=["id"]))
+            s.execute(insert(m.Counter).values(name="resolved", value=0)
+                      .on_conflict_do_nothing(index_elements=["name"]))
+        self.db.write(tx)
+
+    def project(self) -> ProjectConfig:
+        with self.db.read() as s:
+            return ProjectConfig.from_row(s.get(m.Project, 1))
+
+    def update_project(self, p: labels_pb2.Project, by: str) -> ProjectConfig:
+        cfg = validate_project(p)
+        known = self.ranker.strategies() if (self.ranker and cfg.strategy) else None
+        if known is not None and cfg.strategy not in known:
+            raise InvalidArgument(f"unknown strategy {cfg.strategy!r}; inference offers {', '.join(known)}")
+
+        def tx(s: Session) -> ProjectConfig:
+            row = s.scalar(sa.select(m.Project).where(m.Project.id == 1).with_for_update())
+            removed = set(json.loads(row.class_names)) - set(cfg.class_names)
+            in_use = 0
+            if removed:
+                in_use = (s.scalar(sa.select(sa.func.count()).select_from(m.Label)
+                                   .where(m.Label.kind == "class", m.Label.label.in_(removed))) or 0) + \
+                         (s.scalar(sa.select(sa.func.count()).select_from(m.Frame)
+                                   .where(m.Frame.resolved_label.in_(removed))) or 0)
+            if in_use:
+                raise FailedPrecondition(f"cannot remove classes {sorted(removed)}: {in_use} answers or final labels use them")
+            row.class_names = json.dumps(list(cfg.class_names))
+            row.strategy, row.overlap_fraction, row.overlap_k = cfg.strategy, cfg.overlap_fraction, cfg.overlap_k
+            row.hide_predictions, row.lease_ttl_s = cfg.hide_predictions, cfg.lease_ttl_s
+            row.updated_at, row.updated_by = time.time(), by
+            return cfg
+        out = self.db.write(tx)
+        log.info("project updated", extra={"by": by, "project": str(out)})
+        return out
+
+    # -- frames ----------------------------------------------------------------
+    def add_frames(self, frames: Iterable[common_pb2.FrameMeta]) -> int:
+        """Insert frames (idempotent: a re-delivered event changes nothing)."""
+        now = time.time()
+        rows = [{"frame_id": f.frame_id, "video_id": f.video_id, "frame_index": f.frame_index,
+                 "timestamp_s": f.timestamp_s, "object_key": f.object_key, "width": f.width,
+                 "height": f.height, "content_type": f.content_type, "ground_truth": f.ground_truth,
+                 "source": f.source, "ingested_at": now, "status": "open", "held": 0, "answers": 0,
+                 "adjudication_reason": "", "resolved_by": "", "resolved_votes": 0,
+                 "resolved_request_id": ""} for f in frames if f.frame_id]
+        if not rows:
+            return 0
+        stmt = _insert(self.db.dialect)(m.Frame).on_conflict_do_nothing(index_elements=["frame_id"])
+        return self.db.write(lambda s: s.connection().execute(stmt, rows).rowcount)
+
+    # -- leases ----------------------------------------------------------------
+    def next_task(self, annotator: str) -> labels_pb2.Task:
+        """The caller's current lease, else a new lease on the best free frame."""
+        project = self.project()
+        current = self.db.write(lambda s: self._reap_and_current(s, annotator, project))
+        if current is not None:
+            return current
+        if self.ranker is not None:
+            exclude = self.db.write(lambda s: self._exclusions(s, annotator))
+            ranked = self.ranker.top(self.topk, project.strategy, exclude)
+            if ranked:
+                task = self.db.write(lambda s: self._lease_first(s, annotator, project, "inference", ranked))
+                if task is not None:
+                    return task
+        task = self.db.write(lambda s: self._lease_first(s, annotator, project, "fallback", None))
+        if task is None:
+            raise NotFound("no frame is waiting for you: every frame is labeled, leased to others, "
+                           "or already answered by you")
+        return task
+
+    def _reap_and_current(self, s: Session, annotator: str, project: ProjectConfig) -> labels_pb2.Task | None:
+        self._reap(s)
+        lease = s.scalar(sa.select(m.Lease).where(m.Lease.active_annotator == annotator))
+        return self._task(s, lease, project) if lease else None
+
+    def _reap(self, s: Session) -> None:
+        """Expire overdue leases and give their slots back to the pool."""
+        expired = s.execute(sa.update(m.Lease)
+                            .where(m.Lease.state == "active", m.Lease.expires_at < self.clock())
+                            .values(state="expired", active_annotator=None, annotator_key=None)
+                            .returning(m.Lease.frame_id)
+                            .execution_options(synchronize_session=False)).scalars().all()
+        for frame_id in sorted(expired):  # fixed order: no deadlock between two reapers
+            s.execute(sa.update(m.Frame).where(m.Frame.frame_id == frame_id)
+                      .values(held=m.Frame.held - 1).execution_options(synchronize_session=False))
+        if expired:
+            EXPIRED.inc(len(expired))
+            log.info("leases expired", extra={"frames": len(expired)})
+
+    def _mine(self, annotator: str):  # noqa: ANN202 - SQL expression
+        """Frames this annotator holds or answered (skips included)."""
+        return sa.exists().where(m.Lease.annotator_key == m.Frame.frame_id.concat("#" + annotator))
+
+    def _exclusions(self, s: Session, annotator: str) -> list[str]:
+        """Frames TopK must not return: fully held, answered by me, or waiting for a reviewer."""
+        busy = sa.and_(m.Frame.status == "open", m.Frame.held > 0,
+                       sa.or_(m.Frame.held >= sa.func.coalesce(m.Frame.required, 1), self._mine(annotator)))
+        q = sa.select(m.Frame.frame_id).where(sa.or_(m.Frame.status == "adjudication", busy)).limit(MAX_EXCLUDE)
+        return list(s.scalars(q))
+
+    def _lease_first(self, s: Session, annotator: str, project: ProjectConfig, source: str,
+                     ranked: list[common_pb2.FrameScore] | None) -> labels_pb2.Task | None:
+        """Lease the first free frame in ``ranked`` order, or in ingest order when None.
+
+        ``FOR UPDATE SKIP LOCKED`` (PostgreSQL; SQLite serializes writers anyway)
+        lets concurrent annotators pass over a frame another one is claiming
+        instead of queueing behind it.
+        """
+        scores = {sc.frame_id: sc for sc in ranked} if ranked is not None else None
+        tried: set[str] = set()
+        for _ in range(MAX_ATTEMPTS):
+            q = sa.select(m.Frame.frame_id).where(
+                m.Frame.status == "open", m.Frame.held < sa.func.coalesce(m.Frame.required, 1),
+                ~self._mine(annotator))
+            if tried:
+                q = q.where(m.Frame.frame_id.not_in(tried))
+            if scores is None:
+                q = q.order_by(m.Frame.id)
+            else:
+                rank = {frame_id: i for i, frame_id in enumerate(scores)}
+                q = q.where(m.Frame.frame_id.in_(list(scores))).order_by(sa.case(rank, value=m.Frame.frame_id))
+            frame_id = s.scalar(q.limit(1).with_for_update(skip_locked=True, of=m.Frame))
+            if frame_id is None:
+                return None
+            lease = self._take(s, annotator, frame_id, project, source, (scores or {}).get(frame_id))
+            if lease is not None:
+                LEASES.labels(source).inc()
+                return self._task(s, lease, project)
+            mine = s.scalar(sa.select(m.Lease).where(m.Lease.active_annotator == annotator))
+            if mine is not None:  # a concurrent call of the same annotator won: same task
+                return self._task(s, mine, project)
+            tried.add(frame_id)
+        return None
+
+    def _take(self, s: Session, annotator: str, frame_id: str, project: ProjectConfig, source: str,
+              score: common_pb2.FrameScore | None) -> m.Lease | None:
+        """Claim one slot of the frame, atomically; None when it is taken."""
+        required = required_answers(frame_id, project.overlap_fraction, project.overlap_k)
+        now = self.clock()
+        try:
+            with s.begin_nested():
+                claimed = s.execute(
+                    sa.update(m.Frame)
+                    .where(m.Frame.frame_id == frame_id, m.Frame.status == "open",
+                           m.Frame.held < sa.func.coalesce(m.Frame.required, required))
+                    .values(held=m.Frame.held + 1, required=sa.func.coalesce(m.Frame.required, required))
+                    .returning(m.Frame.required)
+                    .execution_options(synchronize_session=False)).scalar()
+                if claimed is None:
+                    return None
+                lease = m.Lease(id=uuid.uuid4().hex, frame_id=frame_id, annotator=annotator,
+                                created_at=now, expires_at=now + project.lease_ttl_s, state="active",
+                                source=source, overlap=claimed > 1, active_annotator=annotator,
+                                annotator_key=f"{frame_id}#{annotator}",
+                                score=score.SerializeToString() if score is not None else None)
+                s.add(lease)
+                s.flush()
+                return lease
+        except IntegrityError:
+            return None
+
+    def _task(self, s: Session, lease: m.Lease, project: ProjectConfig) -> labels_pb2.Task:
+        frame = s.scalar(sa.select(m.Frame).where(m.Frame.frame_id == lease.frame_id))
+        task = labels_pb2.Task(lease_id=lease.id, frame_id=lease.frame_id, expires_at=_ts(lease.expires_at),
+                               overlap=lease.overlap, source=lease.source, frame=frame_meta(frame))
+        if lease.score and not project.hide_predictions:
+            task.score.ParseFromString(lease.score)
+        return task
+
+    def release(self, annotator: str, lease_id: str) -> None:
+        """Give a lease back unanswered (idempotent; an expired lease is already back)."""
+        def tx(s: Session) -> None:
+            lease = s.get(m.Lease, lease_id)
+            if lease is None:
+                raise NotFound(f"no lease {lease_id!r}")
+            if lease.annotator != annotator:
+                raise PermissionDenied("this lease belongs to another annotator")
+            if lease.state in ("done", "skipped"):
+                raise FailedPrecondition("this lease was already answered")
+            released = s.execute(sa.update(m.Lease).where(m.Lease.id == lease_id, m.Lease.state == "active")
+                                 .values(state="released", active_annotator=None, annotator_key=None)
+                                 .execution_options(synchronize_session=False)).rowcount
+            if released:
+                s.execute(sa.update(m.Frame).where(m.Frame.frame_id == lease.frame_id)
+                          .values(held=m.Frame.held - 1).execution_options(synchronize_session=False))
+        self.db.write(tx)
+
+    # -- answers ---------------------------------------------------------------
+    def submit(self, annotator: str, req: labels_pb2.SubmitLabelRequest) -> labels_pb2.SubmitLabelResponse:
+        """Record one answer exactly once (idempotent by ``request_id``)."""
+        project = self.project()
+        kind = self._validate(req, project)
+        try:
+            out = self.db.write(lambda s: self._submit(s, annotator, req, kind))
+        except IntegrityError:  # the same request_id committed concurrently: answer as a duplicate
+            out = self.db.write(lambda s: self._submit(s, annotator, req, kind))
+        if not out.duplicate:
+            SUBMITTED.labels(kind).inc()
+            self.notify()
+        return out
+
+    @staticmethod
+    def _validate(req: labels_pb2.SubmitLabelRequest, project: ProjectConfig) -> str:
+        if not req.request_id or len(req.request_id) > 128:
+            raise InvalidArgument("request_id (1-128 characters, unique per answer) is required")
+        if not req.frame_id:
+            raise InvalidArgument("frame_id is required")
+        if not req.lease_id:
+            raise InvalidArgument("lease_id is required: ask NextTask for a task first")
+        kind = KINDS.get(req.kind)
+        if kind is None:
+            raise InvalidArgument("kind must be LABEL_KIND_CLASS, LABEL_KIND_SKIP or LABEL_KIND_UNSURE")
+        if kind == "class" and req.label not in project.class_names:
+            raise InvalidArgument(f"label {req.label!r} is not in the class set {list(project.class_names)}")
+        if not (req.seconds_spent >= 0 and math.isfinite(req.seconds_spent)):
+            raise InvalidArgument("seconds_spent must be a finite number >= 0")
+        return kind
+
+    def _submit(self, s: Session, annotator: str, req: labels_pb2.SubmitLabelRequest,
+                kind: str) -> labels_pb2.SubmitLabelResponse:
+        label = req.label if kind == "class" else ""
+        previous = s.scalar(sa.select(m.Label).where(m.Label.annotator == annotator,
+                                                     m.Label.request_id == req.request_id))
+        if previous is not None:
+            return self._duplicate(s, previous, req, kind, label)
+        if s.scalar(sa.select(m.Frame.id).where(m.Frame.frame_id == req.frame_id)) is None:
+            raise NotFound(f"unknown frame {req.frame_id!r}")
+        self._close_lease(s, annotator, req, kind)
+        now = self.clock()
+        row = m.Label(id=uuid.uuid4().hex, request_id=req.request_id, annotator=annotator,
+                      frame_id=req.frame_id, lease_id=req.lease_id, kind=kind, label=label,
+                      seconds_spent=req.seconds_spent, submitted_at=now,
+                      day=time.strftime("%Y-%m-%d", time.gmtime(now)))
+        s.add(row)
+        s.flush()
+        enqueue(s, topics.LABELS_SUBMITTED, req.frame_id, events_pb2.LabelSubmitted(
+            label_id=row.id, frame_id=req.frame_id, annotator=annotator, kind=KIND_ENUM[kind], label=label,
+            request_id=req.request_id, submitted_at=_ts(now), seconds_spent=req.seconds_spent))
+        resolved = False
+        if kind == "skip":
+            s.execute(sa.update(m.Frame).where(m.Frame.frame_id == req.frame_id)
+                      .values(held=m.Frame.held - 1).execution_options(synchronize_session=False))
+        else:
+            resolved = self._count_answer(s, req.frame_id)
+        return labels_pb2.SubmitLabelResponse(label_id=row.id, duplicate=False, resolved=resolved)
+
+    @staticmethod
+    def _duplicate(s: Session, previous: m.Label, req: labels_pb2.SubmitLabelRequest, kind: str,
+                   label: str) -> labels_pb2.SubmitLabelResponse:
+        if (previous.frame_id, previous.kind, previous.label) != (req.frame_id, kind, label):
+            raise InvalidArgument(f"request_id {req.request_id!r} was already used for a different answer")
+        DUPLICATES.inc()
+        status = s.scalar(sa.select(m.Frame.status).where(m.Frame.frame_id == previous.frame_id))
+        return labels_pb2.SubmitLabelResponse(label_id=previous.id, duplicate=True,
+                                              resolved=status == "resolved")
+
+    def _close_lease(self, s: Session, annotator: str, req: labels_pb2.SubmitLabelRequest, kind: str) -> None:
+        """Turn the caller's live lease into an answer, or say exactly why it cannot."""
+        lease = s.get(m.Lease, req.lease_id)
+        if lease is None:
+            raise NotFound(f"unknown lease {req.lease_id!r}")
+        if lease.annotator != annotator:
+            raise PermissionDenied("this lease belongs to another annotator")
+        if lease.frame_id != req.frame_id:
+            raise InvalidArgument(f"lease {req.lease_id!r} is for frame {lease.frame_id!r}, not {req.frame_id!r}")
+        # skip keeps annotator_key so the frame is not offered to this annotator again
+        closed = s.execute(sa.update(m.Lease)
+                           .where(m.Lease.id == lease.id, m.Lease.state == "active",
+                                  m.Lease.expires_at >= self.clock())
+                           .values(state="done" if kind != "skip" else "skipped", active_annotator=None)
+                           .execution_options(synchronize_session=False)).rowcount
+        if closed == 1:
+            return
+        s.refresh(lease)
+        if lease.state in ("done", "skipped"):
+            raise FailedPrecondition("this lease was already answered with another request_id")
+        if lease.state == "released":
+            raise FailedPrecondition("this lease was released; ask NextTask for a new task")
+        raise FailedPrecondition(f"lease expired at {_iso(lease.expires_at)}: the frame went back to the "
+                                 "pool and the answer was not recorded; ask NextTask for a new task")
+
+    def _count_answer(self, s: Session, frame_id: str) -> bool:
+        """Count a class/unsure answer; at the required number decide consensus or adjudication."""
+        s.execute(sa.update(m.Frame).where(m.Frame.frame_id == frame_id)
+                  .values(answers=m.Frame.answers + 1).execution_options(synchronize_session=False))
+        answers, required = s.execute(sa.select(m.Frame.answers, m.Frame.required)
+                                      .where(m.Frame.frame_id == frame_id)).one()
+        if answers < (required or 1):
+            return False
+        votes = s.execute(sa.select(m.Label.kind, m.Label.label)
+                          .where(m.Label.frame_id == frame_id, m.Label.kind != "skip")).all()
+        outcome = consensus([label if k == "class" else None for k, label in votes])
+        if outcome.resolved:
+            by = "single" if outcome.answers == 1 else "consensus"
+            self._resolve(s, frame_id, outcome.label, by, outcome.votes, outcome.answers)
+            return True
+        s.execute(sa.update(m.Frame).where(m.Frame.frame_id == frame_id)
+                  .values(status="adjudication", adjudication_reason=outcome.reason)
+                  .execution_options(synchronize_session=False))
+        log.info("frame needs adjudication", extra={"frame_id": frame_id, "reason": outcome.reason})
+        return False
+
+    def _resolve(self, s: Session, frame_id: str, label: str, by: str, votes: int, answers: int,
+                 request_id: str = "") -> None:
+        """Make the label final and enqueue labels.resolved with the next sequence number.
+
+        The counter row is locked until commit, so sequences commit in order and a
+        reader paging by ``after_sequence`` never skips a late-committing row.
+        """
+        seq = s.execute(sa.update(m.Counter).where(m.Counter.name == "resolved")
+                        .values(value=m.Counter.value + 1).returning(m.Counter.value)
+                        .execution_options(synchronize_session=False)).scalar_one()
+        now = self.clock()
+        s.execute(sa.update(m.Frame).where(m.Frame.frame_id == frame_id)
+                  .values(status="resolved", resolved_label=label, resolved_by=by, resolved_votes=votes,
+                          resolved_at=now, resolved_seq=seq, resolved_request_id=request_id)
+                  .execution_options(synchronize_session=False))
+        enqueue(s, topics.LABELS_RESOLVED, frame_id, events_pb2.LabelResolved(
+            frame_id=frame_id, label=label, votes=votes, annotations=answers, resolved_by=by,
+            resolved_at=_ts(now), sequence=seq))
+        RESOLVED.labels("reviewer" if by not in ("single", "consensus") else by).inc()
+
+    # -- review ----------------------------------------------------------------
+    def list_adjudications(self, limit: int) -> list[labels_pb2.Adjudication]:
+        limit = 50 if limit <= 0 else min(limit, 500)
+        with self.db.read() as s:
+            frames = list(s.scalars(sa.select(m.Frame).where(m.Frame.status == "adjudication")
+                                    .order_by(m.Frame.id).limit(limit)))
+            answers = s.execute(sa.select(m.Label.frame_id, m.Label.annotator, m.Label.kind, m.Label.label)
+                                .where(m.Label.frame_id.in_([f.frame_id for f in frames]),
+                                       m.Label.kind != "skip").order_by(m.Label.submitted_at)).all()
+        items = {f.frame_id: labels_pb2.Adjudication(frame_id=f.frame_id, reason=f.adjudication_reason,
+                                                     frame=frame_meta(f)) for f in frames}
+        for frame_id, annotator, kind, label in answers:
+            item = items[frame_id]
+            item.annotators.append(annotator)
+            if kind == "class":
+                item.votes[label] += 1
+            else:
+                item.unsure += 1
+        return [items[f.frame_id] for f in frames]
+
+    def adjudicate(self, reviewer: str, frame_id: str, label: str, request_id: str) -> bool:
+        project = self.project()
+        if label not in project.class_names:
+            raise InvalidArgument(f"label {label!r} is not in the class set {list(project.class_names)}")
+
+        def tx(s: Session) -> bool:
+            frame = s.scalar(sa.select(m.Frame).where(m.Frame.frame_id == frame_id).with_for_update())
+            if frame is None:
+                raise NotFound(f"unknown frame {frame_id!r}")
+            if frame.status == "resolved":
+                if request_id and frame.resolved_request_id == request_id:
+                    return True  # a retried Adjudicate: already done
+                raise FailedPrecondition(f"frame {frame_id!r} is already resolved as {frame.resolved_label!r} "
+                                         f"by {frame.resolved_by}")
+            if frame.status != "adjudication":
+                raise FailedPrecondition(f"frame {frame_id!r} is not waiting for adjudication")
+            agree = s.scalar(sa.select(sa.func.count()).select_from(m.Label)
+                             .where(m.Label.frame_id == frame_id, m.Label.kind == "class",
+                                    m.Label.label == label)) or 0
+            self._resolve(s, frame_id, label, reviewer, agree, frame.answers, request_id)
+            return True
+        out = self.db.write(tx)
+        self.notify()
+        return out
