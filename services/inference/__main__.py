@@ -1,0 +1,3 @@
+from lumenal.inference import server
+
+raise SystemExit(server.main())

@@ -1,0 +1,166 @@
+"""Pool index: event folding, exclusions, cold start, double-buffered re-score, snapshot."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lumenal.inference import feed
+from lumenal.inference.pool import PoolIndex
+from lumenal.inference.scorer import check_image, descriptor
+from lumenal.ml import strategies
+from lumenal.v1 import common_pb2, events_pb2
+
+MODEL = "frame_triage"
+
+
+def fid(i: int, video: str = "v1") -> str:
+    return f"{video}:{i:06d}"
+
+
+def score(i: int, version: int, p0: float, emb: list[float] | None = None) -> common_pb2.FrameScore:
+    p = [p0, 1 - p0]
+    return common_pb2.FrameScore(frame_id=fid(i), model_name=MODEL, model_version=version, probabilities=p,
+                                 predicted_class=int(p0 < 0.5), least_confidence=1 - max(p),
+                                 margin=abs(p0 - (1 - p0)), entropy=float(-sum(x * np.log(x) for x in p)),
+                                 embedding=emb if emb is not None else [float(i), 0.0])
+
+
+def scored_pool(n: int = 10, version: int = 1) -> PoolIndex:
+    pool = PoolIndex(MODEL, cap=4)  # small cap: exercises growth
+    pool.add_frames([fid(i) for i in range(n)], partition=0)
+    pool.set_target(version)
+    # frame i has p0 = 0.5 + i/(2n): frame 0 is the most uncertain
+    pool.apply_scores(version, [score(i, version, 0.5 + i / (2 * n) + 1e-3) for i in range(n)])
+    return pool
+
+
+def test_uncertainty_topk_excludes_labeled_and_leased() -> None:
+    pool = scored_pool()
+    assert pool.live.version == 1 and pool.next is None
+    sel = pool.select(3, "least_confidence", "kcenter", [], 0)
+    assert [pool.ids[r] for r in sel.rows] == [fid(0), fid(1), fid(2)]
+    pool.mark_labeled(fid(0))
+    sel = pool.select(3, "margin", "kcenter", [fid(1), "unknown:000001"], 0)
+    assert [pool.ids[r] for r in sel.rows] == [fid(2), fid(3), fid(4)]
+    assert sel.pool_size == 8 and sel.strategy == "margin" and sel.version == 1
+
+
+def test_label_before_frame_is_remembered() -> None:
+    pool = PoolIndex(MODEL)
+    pool.mark_labeled(fid(3))
+    pool.add_frames([fid(3), fid(4)])
+    assert pool.labeled[pool.rows[fid(3)]] and not pool.labeled[pool.rows[fid(4)]]
+
+
+def test_unknown_strategy_and_missing_bald() -> None:
+    pool = scored_pool()
+    with pytest.raises(strategies.UnknownStrategy):
+        pool.select(3, "nope", "kcenter", [], 0)
+    with pytest.raises(strategies.MissingInput, match="LUMENAL_INFERENCE_MC"):
+        pool.select(3, "bald", "kcenter", [], 0)
+
+
+def test_cold_start_is_diverse_on_descriptors_and_says_so() -> None:
+    pool = PoolIndex(MODEL)
+    # two tight groups of 20 near-identical thumbnails + 1 outlier
+    descs = [[0.0, 0.0]] * 20 + [[10.0, 10.0]] * 20 + [[-10.0, 5.0]]
+    pool.add_frames([fid(i) for i in range(len(descs))], 0)
+    pool.apply_scores(0, [common_pb2.FrameScore(frame_id=fid(i), embedding=d) for i, d in enumerate(descs)])
+    sel = pool.select(3, "margin", "kcenter", [], 0)
+    assert sel.strategy == "kcenter" and sel.version == 0
+    groups = {0 if r < 20 else 1 if r < 40 else 2 for r in sel.rows.tolist()}
+    assert groups == {0, 1, 2}
+    assert pool.select(2, "random", "kcenter", [], 0).strategy == "random"
+
+
+def test_rescore_double_buffer_keeps_old_scores_until_complete() -> None:
+    pool = scored_pool(n=6, version=1)
+    pool.mark_labeled(fid(5))
+    pool.set_target(2)
+    assert pool.progress().running and pool.progress().total == 5
+    # version 2 reverses the ranking, but only for half the pool so far
+    pool.apply_scores(2, [score(i, 2, 0.99 - i / 20) for i in range(3)])
+    sel = pool.select(2, "least_confidence", "kcenter", [], 0)
+    assert sel.version == 1 and [pool.ids[r] for r in sel.rows] == [fid(0), fid(1)]
+    assert pool.progress().done == 3
+    assert pool.score(fid(0)).model_version == 2  # GetScore shows the newest
+    pool.apply_scores(1, [score(0, 1, 0.6)])  # a late old-version event still lands in live
+    pool.apply_scores(2, [score(i, 2, 0.99 - i / 20) for i in range(3, 5)])
+    assert not pool.progress().running and pool.live.version == 2
+    sel = pool.select(2, "least_confidence", "kcenter", [], 0)
+    assert sel.version == 2 and [pool.ids[r] for r in sel.rows] == [fid(4), fid(3)]
+    assert pool.apply_scores(1, [score(0, 1, 0.5)]) == 0  # stale version ignored
+
+
+def test_rows_needing_by_partition_and_skip() -> None:
+    pool = PoolIndex(MODEL)
+    pool.add_frames([fid(0), fid(1)], partition=0)
+    pool.add_frames([fid(2), fid(3)], partition=1)
+    pool.set_target(1)
+    assert pool.rows_needing(1, {1}, 10, set()) == [fid(2), fid(3)]
+    assert pool.rows_needing(1, {1}, 10, {fid(2)}) == [fid(3)]
+    assert pool.rows_needing(1, None, 1, set()) == [fid(0)]
+
+
+def test_shape_mismatch_within_a_version_is_rejected() -> None:
+    pool = scored_pool(n=2)
+    bad = common_pb2.FrameScore(frame_id=fid(9), model_version=1, probabilities=[0.2, 0.3, 0.5])
+    assert pool.apply_scores(1, [bad]) == 0 and pool.rejected == 1
+
+
+def test_histogram_and_counts() -> None:
+    pool = scored_pool(n=10)
+    pool.mark_labeled(fid(9))
+    edges, counts = pool.histogram("entropy", 5)
+    assert counts.sum() == 9 and len(edges) == 6
+    assert pool.counts() == {"frames": 10, "scored": 10, "labeled": 1, "model_version": 1}
+
+
+def test_snapshot_roundtrip(tmp_path: Path) -> None:
+    pool = scored_pool(n=7)
+    pool.mark_labeled(fid(2))
+    pool.mark_labeled("later:000001")
+    pool.set_target(3)
+    pool.apply_scores(3, [score(1, 3, 0.9)])
+    pool.offsets = {"frames.scored:0": 12}
+    pool.save(tmp_path / "snap.npz")
+    back = PoolIndex.load(tmp_path / "snap.npz", MODEL)
+    assert back.ids == pool.ids and back.offsets == pool.offsets and back.target_version == 3
+    assert back.next is not None and back.next.version == 3 and back.next.ok[1]
+    for k in ("least_confidence", "margin"):
+        a, b = pool.select(4, k, "kcenter", [], 1), back.select(4, k, "kcenter", [], 1)
+        assert a.rows.tolist() == b.rows.tolist()
+    back.add_frames(["later:000001"])
+    assert back.labeled[back.rows["later:000001"]]
+
+
+def test_feed_apply_handles_every_topic() -> None:
+    pool = PoolIndex(MODEL)
+    metas = [common_pb2.FrameMeta(frame_id=fid(i, "vx"), video_id="vx") for i in range(3)]
+    feed.apply(pool, "frames.ingested", 4, events_pb2.FramesIngested(video_id="vx", frames=metas))
+    assert len(pool) == 3 and pool.partition[0] == 4
+    feed.apply(pool, "models.published", 0, events_pb2.ModelPublished(model_name=MODEL, version=2))
+    feed.apply(pool, "models.published", 0, events_pb2.ModelPublished(model_name="other", version=9))
+    assert pool.target_version == 2
+    feed.apply(pool, "labels.submitted", 0, events_pb2.LabelSubmitted(
+        frame_id=fid(0, "vx"), kind=common_pb2.LABEL_KIND_SKIP))
+    assert not pool.labeled[0]
+    feed.apply(pool, "labels.submitted", 0, events_pb2.LabelSubmitted(
+        frame_id=fid(0, "vx"), kind=common_pb2.LABEL_KIND_CLASS))
+    feed.apply(pool, "labels.resolved", 0, events_pb2.LabelResolved(frame_id=fid(1, "vx")))
+    assert pool.labeled[:3].tolist() == [True, True, False]
+    feed.apply(pool, "frames.ingested", 4, events_pb2.FramesIngested(video_id="vx", aborted=True))
+    assert pool.counts()["frames"] == 0
+
+
+def test_descriptor_and_image_checks() -> None:
+    x = np.random.default_rng(0).random((3, 64, 64, 3)).astype(np.float32)
+    assert descriptor(x).shape == (3, 192)
+    assert descriptor(x[:, :5, :5]).shape == (3, 192)
+    assert check_image(x[0], 64, 3) is None
+    assert "dtype" in check_image(x[0].astype(np.float64), 64, 3)
+    assert "shape" in check_image(x[0, :32], 64, 3)
+    assert "outside" in check_image(x[0] * 2, 64, 3)
