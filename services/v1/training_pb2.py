@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19lumenal/v1/training.proto\x12\nlumenal.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\'\n\x15TriggerRetrainRequest\x12\x0e\n\x06reason\x18\x01 \x01(\t\"^\n\x16TriggerRetrainResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x08\x12\x11\n\tcoalesced\x18\x02 \x01(\x08\x12\x0e\n\x06run_id\x18\x03 \x01(\t\x12\x0f\n\x07message\x18\x04 \x01(\t\"\x8b\x04\n\x0bTrainingRun\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12#\n\x05state\x18\x02 \x01(\x0e\x32\x14.lumenal.v1.RunState\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x0f\n\x07version\x18\x04 \x01(\x03\x12\x14\n\x0c\x62\x61se_version\x18\x05 \x01(\x03\x12\x14\n\x0ctrain_labels\x18\x06 \x01(\x05\x12\x12\n\nval_labels\x18\x07 \x01(\x05\x12\x15\n\rpseudo_labels\x18\x08 \x01(\x05\x12\x35\n\x07metrics\x18\t \x03(\x0b\x32$.lumenal.v1.TrainingRun.MetricsEntry\x12\r\n\x05\x65rror\x18\n \x01(\t\x12.\n\nstarted_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nduration_s\x18\r \x01(\x01\x12\x0e\n\x06\x65pochs\x18\x0e \x01(\x05\x12\x1e\n\x16trigger_label_frame_id\x18\x0f \x01(\t\x12\x34\n\x10trigger_label_at\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\x12\n\x10GetStatusRequest\"\xbf\x01\n\x0eTrainingStatus\x12(\n\x07\x63urrent\x18\x01 \x01(\x0b\x32\x17.lumenal.v1.TrainingRun\x12\x0f\n\x07pending\x18\x02 \x01(\x08\x12\x17\n\x0fserving_version\x18\x03 \x01(\x03\x12\x13\n\x0blabels_seen\x18\x04 \x01(\x03\x12\x1d\n\x15labels_since_last_run\x18\x05 \x01(\x03\x12%\n\x04last\x18\x06 \x01(\x0b\x32\x17.lumenal.v1.TrainingRun\" \n\x0fListRunsRequest\x12\r\n\x05limit\x18\x01 \x01(\x05\"9\n\x10ListRunsResponse\x12%\n\x04runs\x18\x01 \x03(\x0b\x32\x17.lumenal.v1.TrainingRun\"\xee\x01\n\x0cModelVersion\x12\x0f\n\x07version\x18\x01 \x01(\x03\x12\x36\n\x07metrics\x18\x02 \x03(\x0b\x32%.lumenal.v1.ModelVersion.MetricsEntry\x12\x0f\n\x07serving\x18\x03 \x01(\x08\x12.\n\ncreated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0ctrain_labels\x18\x05 \x01(\x05\x12\x0e\n\x06run_id\x18\x06 \x01(\t\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\x13\n\x11ListModelsRequest\"W\n\x12ListModelsResponse\x12(\n\x06models\x18\x01 \x03(\x0b\x32\x18.lumenal.v1.ModelVersion\x12\x17\n\x0fserving_version\x18\x02 \x01(\x03\"\"\n\x0fRollbackRequest\x12\x0f\n\x07version\x18\x01 \x01(\x03*\x98\x01\n\x08RunState\x12\x19\n\x15RUN_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10RUN_STATE_QUEUED\x10\x01\x12\x15\n\x11RUN_STATE_RUNNING\x10\x02\x12\x16\n\x12RUN_STATE_PROMOTED\x10\x03\x12\x16\n\x12RUN_STATE_REJECTED\x10\x04\x12\x14\n\x10RUN_STATE_FAILED\x10\x05\x32\x88\x03\n\x0fTrainingService\x12W\n\x0eTriggerRetrain\x12!.lumenal.v1.TriggerRetrainRequest\x1a\".lumenal.v1.TriggerRetrainResponse\x12\x45\n\tGetStatus\x12\x1c.lumenal.v1.GetStatusRequest\x1a\x1a.lumenal.v1.TrainingStatus\x12\x45\n\x08ListRuns\x12\x1b.lumenal.v1.ListRunsRequest\x1a\x1c.lumenal.v1.ListRunsResponse\x12K\n\nListModels\x12\x1d.lumenal.v1.ListModelsRequest\x1a\x1e.lumenal.v1.ListModelsResponse\x12\x41\n\x08Rollback\x12\x1b.lumenal.v1.RollbackRequest\x1a\x18.lumenal.v1.ModelVersionb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19lumenal/v1/training.proto\x12\nlumenal.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\'\n\x15TriggerRetrainRequest\x12\x0e\n\x06reason\x18\x01 \x01(\t\"^\n\x16TriggerRetrainResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x08\x12\x11\n\tcoalesced\x18\x02 \x01(\x08\x12\x0e\n\x06run_id\x18\x03 \x01(\t\x12\x0f\n\x07message\x18\x04 \x01(\t\"\xd1\x04\n\x0bTrainingRun\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12#\n\x05state\x18\x02 \x01(\x0e\x32\x14.lumenal.v1.RunState\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x0f\n\x07version\x18\x04 \x01(\x03\x12\x14\n\x0c\x62\x61se_version\x18\x05 \x01(\x03\x12\x14\n\x0ctrain_labels\x18\x06 \x01(\x05\x12\x12\n\nval_labels\x18\x07 \x01(\x05\x12\x15\n\rpseudo_labels\x18\x08 \x01(\x05\x12\x35\n\x07metrics\x18\t \x03(\x0b\x32$.lumenal.v1.TrainingRun.MetricsEntry\x12\r\n\x05\x65rror\x18\n \x01(\t\x12.\n\nstarted_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nduration_s\x18\r \x01(\x01\x12\x0e\n\x06\x65pochs\x18\x0e \x01(\x05\x12\x1e\n\x16trigger_label_frame_id\x18\x0f \x01(\t\x12\x34\n\x10trigger_label_at\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04gate\x18\x11 \x01(\t\x12\x17\n\x0fwarm_start_from\x18\x12 \x01(\x03\x12\x1d\n\x15\x63ompared_with_version\x18\x13 \x01(\x03\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\x12\n\x10GetStatusRequest\"\xbf\x01\n\x0eTrainingStatus\x12(\n\x07\x63urrent\x18\x01 \x01(\x0b\x32\x17.lumenal.v1.TrainingRun\x12\x0f\n\x07pending\x18\x02 \x01(\x08\x12\x17\n\x0fserving_version\x18\x03 \x01(\x03\x12\x13\n\x0blabels_seen\x18\x04 \x01(\x03\x12\x1d\n\x15labels_since_last_run\x18\x05 \x01(\x03\x12%\n\x04last\x18\x06 \x01(\x0b\x32\x17.lumenal.v1.TrainingRun\" \n\x0fListRunsRequest\x12\r\n\x05limit\x18\x01 \x01(\x05\"9\n\x10ListRunsResponse\x12%\n\x04runs\x18\x01 \x03(\x0b\x32\x17.lumenal.v1.TrainingRun\"\x93\x02\n\x0cModelVersion\x12\x0f\n\x07version\x18\x01 \x01(\x03\x12\x36\n\x07metrics\x18\x02 \x03(\x0b\x32%.lumenal.v1.ModelVersion.MetricsEntry\x12\x0f\n\x07serving\x18\x03 \x01(\x08\x12.\n\ncreated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0ctrain_labels\x18\x05 \x01(\x05\x12\x0e\n\x06run_id\x18\x06 \x01(\t\x12\x0e\n\x06reason\x18\x07 \x01(\t\x12\x13\n\x0brollback_of\x18\x08 \x01(\x03\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\x13\n\x11ListModelsRequest\"W\n\x12ListModelsResponse\x12(\n\x06models\x18\x01 \x03(\x0b\x32\x18.lumenal.v1.ModelVersion\x12\x17\n\x0fserving_version\x18\x02 \x01(\x03\"\"\n\x0fRollbackRequest\x12\x0f\n\x07version\x18\x01 \x01(\x03*\x98\x01\n\x08RunState\x12\x19\n\x15RUN_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10RUN_STATE_QUEUED\x10\x01\x12\x15\n\x11RUN_STATE_RUNNING\x10\x02\x12\x16\n\x12RUN_STATE_PROMOTED\x10\x03\x12\x16\n\x12RUN_STATE_REJECTED\x10\x04\x12\x14\n\x10RUN_STATE_FAILED\x10\x05\x32\x88\x03\n\x0fTrainingService\x12W\n\x0eTriggerRetrain\x12!.lumenal.v1.TriggerRetrainRequest\x1a\".lumenal.v1.TriggerRetrainResponse\x12\x45\n\tGetStatus\x12\x1c.lumenal.v1.GetStatusRequest\x1a\x1a.lumenal.v1.TrainingStatus\x12\x45\n\x08ListRuns\x12\x1b.lumenal.v1.ListRunsRequest\x1a\x1c.lumenal.v1.ListRunsResponse\x12K\n\nListModels\x12\x1d.lumenal.v1.ListModelsRequest\x1a\x1e.lumenal.v1.ListModelsResponse\x12\x41\n\x08Rollback\x12\x1b.lumenal.v1.RollbackRequest\x1a\x18.lumenal.v1.ModelVersionb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,34 +36,34 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TRAININGRUN_METRICSENTRY']._serialized_options = b'8\001'
   _globals['_MODELVERSION_METRICSENTRY']._loaded_options = None
   _globals['_MODELVERSION_METRICSENTRY']._serialized_options = b'8\001'
-  _globals['_RUNSTATE']._serialized_start=1432
-  _globals['_RUNSTATE']._serialized_end=1584
+  _globals['_RUNSTATE']._serialized_start=1539
+  _globals['_RUNSTATE']._serialized_end=1691
   _globals['_TRIGGERRETRAINREQUEST']._serialized_start=74
   _globals['_TRIGGERRETRAINREQUEST']._serialized_end=113
   _globals['_TRIGGERRETRAINRESPONSE']._serialized_start=115
   _globals['_TRIGGERRETRAINRESPONSE']._serialized_end=209
   _globals['_TRAININGRUN']._serialized_start=212
-  _globals['_TRAININGRUN']._serialized_end=735
-  _globals['_TRAININGRUN_METRICSENTRY']._serialized_start=689
-  _globals['_TRAININGRUN_METRICSENTRY']._serialized_end=735
-  _globals['_GETSTATUSREQUEST']._serialized_start=737
-  _globals['_GETSTATUSREQUEST']._serialized_end=755
-  _globals['_TRAININGSTATUS']._serialized_start=758
-  _globals['_TRAININGSTATUS']._serialized_end=949
-  _globals['_LISTRUNSREQUEST']._serialized_start=951
-  _globals['_LISTRUNSREQUEST']._serialized_end=983
-  _globals['_LISTRUNSRESPONSE']._serialized_start=985
-  _globals['_LISTRUNSRESPONSE']._serialized_end=1042
-  _globals['_MODELVERSION']._serialized_start=1045
-  _globals['_MODELVERSION']._serialized_end=1283
-  _globals['_MODELVERSION_METRICSENTRY']._serialized_start=689
-  _globals['_MODELVERSION_METRICSENTRY']._serialized_end=735
-  _globals['_LISTMODELSREQUEST']._serialized_start=1285
-  _globals['_LISTMODELSREQUEST']._serialized_end=1304
-  _globals['_LISTMODELSRESPONSE']._serialized_start=1306
-  _globals['_LISTMODELSRESPONSE']._serialized_end=1393
-  _globals['_ROLLBACKREQUEST']._serialized_start=1395
-  _globals['_ROLLBACKREQUEST']._serialized_end=1429
-  _globals['_TRAININGSERVICE']._serialized_start=1587
-  _globals['_TRAININGSERVICE']._serialized_end=1979
+  _globals['_TRAININGRUN']._serialized_end=805
+  _globals['_TRAININGRUN_METRICSENTRY']._serialized_start=759
+  _globals['_TRAININGRUN_METRICSENTRY']._serialized_end=805
+  _globals['_GETSTATUSREQUEST']._serialized_start=807
+  _globals['_GETSTATUSREQUEST']._serialized_end=825
+  _globals['_TRAININGSTATUS']._serialized_start=828
+  _globals['_TRAININGSTATUS']._serialized_end=1019
+  _globals['_LISTRUNSREQUEST']._serialized_start=1021
+  _globals['_LISTRUNSREQUEST']._serialized_end=1053
+  _globals['_LISTRUNSRESPONSE']._serialized_start=1055
+  _globals['_LISTRUNSRESPONSE']._serialized_end=1112
+  _globals['_MODELVERSION']._serialized_start=1115
+  _globals['_MODELVERSION']._serialized_end=1390
+  _globals['_MODELVERSION_METRICSENTRY']._serialized_start=759
+  _globals['_MODELVERSION_METRICSENTRY']._serialized_end=805
+  _globals['_LISTMODELSREQUEST']._serialized_start=1392
+  _globals['_LISTMODELSREQUEST']._serialized_end=1411
+  _globals['_LISTMODELSRESPONSE']._serialized_start=1413
+  _globals['_LISTMODELSRESPONSE']._serialized_end=1500
+  _globals['_ROLLBACKREQUEST']._serialized_start=1502
+  _globals['_ROLLBACKREQUEST']._serialized_end=1536
+  _globals['_TRAININGSERVICE']._serialized_start=1694
+  _globals['_TRAININGSERVICE']._serialized_end=2086
 # @@protoc_insertion_point(module_scope)

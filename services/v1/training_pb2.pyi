@@ -44,7 +44,7 @@ class TriggerRetrainResponse(_message.Message):
     def __init__(self, accepted: _Optional[bool] = ..., coalesced: _Optional[bool] = ..., run_id: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
 
 class TrainingRun(_message.Message):
-    __slots__ = ("run_id", "state", "reason", "version", "base_version", "train_labels", "val_labels", "pseudo_labels", "metrics", "error", "started_at", "finished_at", "duration_s", "epochs", "trigger_label_frame_id", "trigger_label_at")
+    __slots__ = ("run_id", "state", "reason", "version", "base_version", "train_labels", "val_labels", "pseudo_labels", "metrics", "error", "started_at", "finished_at", "duration_s", "epochs", "trigger_label_frame_id", "trigger_label_at", "gate", "warm_start_from", "compared_with_version")
     class MetricsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -68,6 +68,9 @@ class TrainingRun(_message.Message):
     EPOCHS_FIELD_NUMBER: _ClassVar[int]
     TRIGGER_LABEL_FRAME_ID_FIELD_NUMBER: _ClassVar[int]
     TRIGGER_LABEL_AT_FIELD_NUMBER: _ClassVar[int]
+    GATE_FIELD_NUMBER: _ClassVar[int]
+    WARM_START_FROM_FIELD_NUMBER: _ClassVar[int]
+    COMPARED_WITH_VERSION_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     state: RunState
     reason: str
@@ -84,7 +87,10 @@ class TrainingRun(_message.Message):
     epochs: int
     trigger_label_frame_id: str
     trigger_label_at: _timestamp_pb2.Timestamp
-    def __init__(self, run_id: _Optional[str] = ..., state: _Optional[_Union[RunState, str]] = ..., reason: _Optional[str] = ..., version: _Optional[int] = ..., base_version: _Optional[int] = ..., train_labels: _Optional[int] = ..., val_labels: _Optional[int] = ..., pseudo_labels: _Optional[int] = ..., metrics: _Optional[_Mapping[str, float]] = ..., error: _Optional[str] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., duration_s: _Optional[float] = ..., epochs: _Optional[int] = ..., trigger_label_frame_id: _Optional[str] = ..., trigger_label_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    gate: str
+    warm_start_from: int
+    compared_with_version: int
+    def __init__(self, run_id: _Optional[str] = ..., state: _Optional[_Union[RunState, str]] = ..., reason: _Optional[str] = ..., version: _Optional[int] = ..., base_version: _Optional[int] = ..., train_labels: _Optional[int] = ..., val_labels: _Optional[int] = ..., pseudo_labels: _Optional[int] = ..., metrics: _Optional[_Mapping[str, float]] = ..., error: _Optional[str] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., duration_s: _Optional[float] = ..., epochs: _Optional[int] = ..., trigger_label_frame_id: _Optional[str] = ..., trigger_label_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., gate: _Optional[str] = ..., warm_start_from: _Optional[int] = ..., compared_with_version: _Optional[int] = ...) -> None: ...
 
 class GetStatusRequest(_message.Message):
     __slots__ = ()
@@ -119,7 +125,7 @@ class ListRunsResponse(_message.Message):
     def __init__(self, runs: _Optional[_Iterable[_Union[TrainingRun, _Mapping]]] = ...) -> None: ...
 
 class ModelVersion(_message.Message):
-    __slots__ = ("version", "metrics", "serving", "created_at", "train_labels", "run_id")
+    __slots__ = ("version", "metrics", "serving", "created_at", "train_labels", "run_id", "reason", "rollback_of")
     class MetricsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -133,13 +139,17 @@ class ModelVersion(_message.Message):
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     TRAIN_LABELS_FIELD_NUMBER: _ClassVar[int]
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    ROLLBACK_OF_FIELD_NUMBER: _ClassVar[int]
     version: int
     metrics: _containers.ScalarMap[str, float]
     serving: bool
     created_at: _timestamp_pb2.Timestamp
     train_labels: int
     run_id: str
-    def __init__(self, version: _Optional[int] = ..., metrics: _Optional[_Mapping[str, float]] = ..., serving: _Optional[bool] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., train_labels: _Optional[int] = ..., run_id: _Optional[str] = ...) -> None: ...
+    reason: str
+    rollback_of: int
+    def __init__(self, version: _Optional[int] = ..., metrics: _Optional[_Mapping[str, float]] = ..., serving: _Optional[bool] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., train_labels: _Optional[int] = ..., run_id: _Optional[str] = ..., reason: _Optional[str] = ..., rollback_of: _Optional[int] = ...) -> None: ...
 
 class ListModelsRequest(_message.Message):
     __slots__ = ()

@@ -1,0 +1,3 @@
+from lumenal.training import server
+
+server.main()
