@@ -1,0 +1,3 @@
+from lumenal.storage.server import main
+
+main()

@@ -1,0 +1,279 @@
+"""One ingest: decode -> sample -> de-duplicate -> store in S3 -> publish, as a stream.
+
+Frames are encoded and uploaded by a small thread pool while the next ones
+decode; a ``frames.ingested`` batch is published as soon as all its frames
+are stored, so consumers start on the first frames long before the video
+ends. The final batch carries ``last_batch``.
+
+Failure is all or nothing: bad input is rejected before anything is
+written where possible (the demux probe); a failure during decoding removes
+every object of the video and publishes an ``aborted`` event when batches
+already went out. Re-ingesting the same content is a no-op that returns the
+stored result.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import urllib.parse
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from minio.deleteobjects import DeleteObject
+from prometheus_client import Counter, Histogram
+
+from lumenal.core import topics
+from lumenal.core.errors import AlreadyExists, FailedPrecondition
+from lumenal.core.events import Publisher, now_ts
+from lumenal.core.objectstore import FRAMES_BUCKET, ObjectStore
+from lumenal.storage import keys, media
+from lumenal.storage.catalog import Catalog, Manifest, manifest_key
+from lumenal.storage.settings import StorageSettings
+from lumenal.v1 import common_pb2, events_pb2, storage_pb2
+
+log = logging.getLogger(__name__)
+
+FRAMES = Counter("lumenal_storage_frames_total", "frames seen by ingest", ["outcome"])
+INGESTS = Counter("lumenal_storage_ingests_total", "ingests", ["kind", "outcome"])
+INGEST_SECONDS = Histogram("lumenal_storage_ingest_seconds", "ingest duration", ["kind"],
+                           buckets=(0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900, 3600))
+PROGRESS_EVERY_S = 0.25
+
+
+@dataclass
+class Job:
+    """A validated ingest request: what to read and the effective options."""
+
+    video_id: str
+    kind: str                   # video | images | kvasir
+    filename: str
+    content_sha256: str
+    sample_fps: float
+    dedup_threshold: int
+    batch_size: int
+    frames: Callable[[media.Counts], Iterator[media.KeptFrame]]
+    total_estimate: int = 0
+    ground_truth_sha256: str = ""
+    skipped_upfront: list[str] = field(default_factory=list)
+
+    def options(self) -> dict:
+        return {"sample_fps": self.sample_fps, "dedup_threshold": self.dedup_threshold,
+                "ground_truth_sha256": self.ground_truth_sha256}
+
+
+def object_metadata(m: common_pb2.FrameMeta) -> dict[str, str]:
+    """Frame metadata on the S3 object itself, so GetFrame needs no index (and works mid-ingest)."""
+    q = urllib.parse.quote
+    return {"frame-id": m.frame_id, "video-id": m.video_id, "frame-index": str(m.frame_index),
+            "timestamp-s": repr(m.timestamp_s), "width": str(m.width), "height": str(m.height),
+            "ground-truth": q(m.ground_truth), "source": q(m.source), "phash": m.phash}
+
+
+def meta_from_headers(headers, object_key: str) -> common_pb2.FrameMeta:  # noqa: ANN001 - urllib3 headers
+    def h(name: str, default: str = "") -> str:
+        return headers.get(f"x-amz-meta-{name}", default)
+    uq = urllib.parse.unquote
+    return common_pb2.FrameMeta(
+        frame_id=h("frame-id"), video_id=h("video-id"), frame_index=int(h("frame-index", "0")),
+        timestamp_s=float(h("timestamp-s", "0")), object_key=object_key, width=int(h("width", "0")),
+        height=int(h("height", "0")), content_type=headers.get("content-type", ""),
+        ground_truth=uq(h("ground-truth")), source=uq(h("source")), phash=h("phash"))
+
+
+class Ingestor:
+    """Runs jobs; one at a time per video id."""
+
+    def __init__(self, settings: StorageSettings, store: ObjectStore, catalog: Catalog,
+                 publisher: Callable[[], Publisher]) -> None:
+        self.settings = settings
+        self.store = store
+        self.catalog = catalog
+        self.publisher = publisher
+        self._busy: set[str] = set()
+        self._lock = threading.Lock()
+
+    def run(self, job: Job) -> Iterator[storage_pb2.IngestProgress]:
+        with self._lock:
+            if job.video_id in self._busy:
+                raise FailedPrecondition(f"video {job.video_id} is being ingested right now; try again when it is done")
+            self._busy.add(job.video_id)
+        start, outcome = time.monotonic(), "failed"
+        try:
+            existing = self.catalog.read(job.video_id)
+            if existing is not None and existing.complete:
+                yield self._already(job, existing)
+                outcome = "unchanged"
+                return
+            if existing is not None:
+                log.info("clearing an unfinished earlier ingest", extra={"video_id": job.video_id})
+                self._remove_all(job.video_id)
+            yield from _Run(self, job).stream()
+            outcome = "ok"
+        finally:
+            with self._lock:
+                self._busy.discard(job.video_id)
+            INGESTS.labels(job.kind, outcome).inc()
+            INGEST_SECONDS.labels(job.kind).observe(time.monotonic() - start)
+
+    def _already(self, job: Job, m: Manifest) -> storage_pb2.IngestProgress:
+        if m.content_sha256 != job.content_sha256:
+            raise AlreadyExists(f"video_id {job.video_id} already holds different content "
+                                f"(sha256 {m.content_sha256[:12]}..., this is {job.content_sha256[:12]}...); "
+                                "choose another video_id")
+        if m.options != job.options():
+            raise AlreadyExists(f"video {job.video_id} was already ingested with other options {m.options}; "
+                                "use another video_id to ingest it again with these options")
+        log.info("already ingested; nothing to do", extra={"video_id": job.video_id})
+        return storage_pb2.IngestProgress(
+            video_id=job.video_id, frames_decoded=m.frames_decoded, frames_stored=len(m.frames),
+            frames_dropped_duplicate=m.frames_dropped_duplicate, frames_unsampled=m.frames_unsampled,
+            frames_skipped=len(m.skipped), skipped=m.skipped, total_frames_estimate=job.total_estimate,
+            done=True, already_ingested=True)
+
+    def _remove_all(self, video_id: str) -> None:
+        """Delete every object of ``video_id`` (frames, then the manifest)."""
+        names = list(self.store.list_keys(FRAMES_BUCKET, keys.video_prefix(video_id)))
+        errors = list(self.store.client.remove_objects(FRAMES_BUCKET, (DeleteObject(n) for n in names)))
+        for err in errors:  # fall back to one by one for a store without multi-delete
+            self.store.remove(FRAMES_BUCKET, err.name)
+        if self.store.exists(FRAMES_BUCKET, manifest_key(video_id)):
+            self.catalog.delete(video_id)
+
+
+class _Run:
+    """State of one running ingest."""
+
+    def __init__(self, ingestor: Ingestor, job: Job) -> None:
+        self.i = ingestor
+        self.job = job
+        self.s = ingestor.settings
+        self.counts = media.Counts(skipped=list(job.skipped_upfront))
+        self.frames: list[common_pb2.FrameMeta] = []
+        self.batches = 0
+        self.acks: list = []
+        self.manifest = Manifest(job.video_id, job.filename, job.kind, job.content_sha256, job.options())
+
+    def progress(self, done: bool = False) -> storage_pb2.IngestProgress:
+        c = self.counts
+        return storage_pb2.IngestProgress(
+            video_id=self.job.video_id, frames_decoded=c.decoded, frames_stored=len(self.frames),
+            frames_dropped_duplicate=c.duplicates, frames_unsampled=c.unsampled,
+            batches_published=self.batches, total_frames_estimate=self.job.total_estimate, done=done,
+            frames_skipped=len(c.skipped), skipped=c.skipped if done else [])
+
+    def stream(self) -> Iterator[storage_pb2.IngestProgress]:
+        publisher = self.i.publisher()  # fail fast (UNAVAILABLE) before writing anything
+        self.i.catalog.write(self.manifest)
+        pool = ThreadPoolExecutor(max(1, self.s.upload_workers), thread_name_prefix="upload")
+        ok = False
+        try:
+            yield self.progress()
+            yield from self._pipeline(pool, publisher)
+            for ack in self.acks:
+                ack.get(timeout=60)  # every batch is on the broker before we call it done
+            self._finish()
+            ok = True
+            log.info("ingested", extra={"video_id": self.job.video_id, "decoded": self.counts.decoded,
+                                        "stored": len(self.frames), "duplicates": self.counts.duplicates,
+                                        "batches": self.batches})
+            yield self.progress(done=True)
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+            if not ok:
+                self._rollback(publisher)
+
+    def _pipeline(self, pool: ThreadPoolExecutor, publisher: Publisher) -> Iterator[storage_pb2.IngestProgress]:
+        pending: deque[list[tuple[common_pb2.FrameMeta, Future]]] = deque()
+        current: list[tuple[common_pb2.FrameMeta, Future]] = []
+        inflight: deque[Future] = deque()
+        max_inflight = max(4 * self.s.upload_workers, self.job.batch_size)
+        last_progress = time.monotonic()
+        for kept in self.job.frames(self.counts):
+            meta = self._meta(kept)
+            fut = pool.submit(self._store, kept, meta)
+            current.append((meta, fut))
+            inflight.append(fut)
+            while len(inflight) > max_inflight:
+                inflight.popleft().result()
+            if len(current) == self.job.batch_size:
+                pending.append(current)
+                current = []
+            # Publish every finished batch that is known not to be the last one.
+            published = False
+            while pending and (len(pending) > 1 or current) and all(f.done() for _, f in pending[0]):
+                self._publish(publisher, pending.popleft(), last=False)
+                published = True
+            if published or time.monotonic() - last_progress > PROGRESS_EVERY_S:
+                last_progress = time.monotonic()
+                yield self.progress()
+        if current:
+            pending.append(current)
+        while pending:
+            self._publish(publisher, pending.popleft(), last=not pending)
+        FRAMES.labels("unsampled").inc(self.counts.unsampled)
+        FRAMES.labels("duplicate").inc(self.counts.duplicates)
+        FRAMES.labels("skipped").inc(len(self.counts.skipped))
+
+    def _meta(self, kept: media.KeptFrame) -> common_pb2.FrameMeta:
+        vid = self.job.video_id
+        content_type = kept.content_type or ("image/png" if self.s.frame_format == "png" else "image/jpeg")
+        return common_pb2.FrameMeta(
+            frame_id=keys.frame_id(vid, kept.index), video_id=vid, frame_index=kept.index,
+            timestamp_s=kept.time_s, object_key=keys.frame_key(vid, kept.index), width=kept.width,
+            height=kept.height, content_type=content_type, ground_truth=kept.ground_truth,
+            source=kept.source, phash=media.hash_hex(kept.phash))
+
+    def _store(self, kept: media.KeptFrame, meta: common_pb2.FrameMeta) -> None:
+        data, content_type = media.encode_kept(kept, self.s.frame_format, self.s.jpeg_quality)
+        self.i.store.put_bytes(FRAMES_BUCKET, meta.object_key, data, content_type, object_metadata(meta))
+        FRAMES.labels("stored").inc()
+
+    def _publish(self, publisher: Publisher, batch: list[tuple[common_pb2.FrameMeta, Future]],
+                 last: bool) -> None:
+        for _, fut in batch:
+            fut.result()  # raises the upload's error, if any
+        metas = [m for m, _ in batch]
+        event = events_pb2.FramesIngested(video_id=self.job.video_id, frames=metas,
+                                          ingested_at=now_ts(), last_batch=last)
+        self.acks.append(publisher.publish(topics.FRAMES_INGESTED, event, metas[0].frame_id))
+        self.frames += metas
+        self.batches += 1
+
+    def _finish(self) -> None:
+        m = self.manifest
+        m.complete, m.completed_at, m.frames = True, time.time(), self.frames
+        m.frames_decoded, m.frames_unsampled = self.counts.decoded, self.counts.unsampled
+        m.frames_dropped_duplicate, m.skipped = self.counts.duplicates, self.counts.skipped
+        self.i.catalog.write(m)
+
+    def _rollback(self, publisher: Publisher) -> None:
+        """Leave nothing behind; tell consumers to forget batches they already got."""
+        vid = self.job.video_id
+        log.warning("ingest failed; removing its objects", extra={"video_id": vid, "batches": self.batches})
+        try:
+            self.i._remove_all(vid)
+        except Exception:  # noqa: BLE001 - report the original error, log this one
+            log.exception("rollback failed", extra={"video_id": vid})
+        if self.batches:
+            try:
+                event = events_pb2.FramesIngested(video_id=vid, ingested_at=now_ts(), last_batch=True,
+                                                  aborted=True)
+                publisher.publish_sync(topics.FRAMES_INGESTED, event, vid, timeout_s=10)
+            except Exception:  # noqa: BLE001
+                log.exception("could not publish the aborted event", extra={"video_id": vid})
+
+
+def video_job(path: Path, video_id: str, filename: str, sha: str, sample_fps: float, dedup: int,
+              batch_size: int, ground_truth: dict[int, str] | None, gt_sha: str) -> Job:
+    """Probe first (rejects non-videos and truncated files before anything is stored)."""
+    probe = media.probe_video(path)
+    fps = probe.fps or 25.0
+    estimate = probe.packets if sample_fps <= 0 or sample_fps >= fps else int(probe.packets * sample_fps / fps) + 1
+    return Job(video_id, "video", filename, sha, sample_fps, dedup, batch_size,
+               lambda counts: media.iter_video(path, sample_fps, dedup, counts, ground_truth),
+               total_estimate=estimate, ground_truth_sha256=gt_sha)
