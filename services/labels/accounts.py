@@ -177,7 +177,7 @@ class Accounts:
             raise Unauthenticated("unknown session: log in again")
         revoked_at, role, active = row
         if revoked_at is not None:
-            raise Unauthenticated("session was logged out: log in again")
+            raise Unauthenticated("session was revoked (logout, deactivation or password change): log in again")
         if not active:
             raise Unauthenticated(f"annotator {p.subject!r} is deactivated")
         return auth.Principal(p.subject, role, p.session_id, p.expires_at)
