@@ -1,0 +1,3 @@
+from lumenal.modelserver import server
+
+raise SystemExit(server.main())
