@@ -54,7 +54,8 @@ def apply(pool: PoolIndex, topic: str, partition: int, msg: Message) -> None:
         else:
             pool.add_frames(ids, partition)
     elif topic == topics.FRAMES_SCORED:
-        pool.apply_scores(msg.model_version, list(msg.scores))
+        if msg.model_name == pool.model_name:  # other models' scores share the topic
+            pool.apply_scores(msg.model_version, list(msg.scores))
     elif topic == topics.LABELS_SUBMITTED:
         if msg.kind == common_pb2.LABEL_KIND_CLASS:
             pool.mark_labeled(msg.frame_id)

@@ -193,6 +193,12 @@ class PoolIndex:
                 self.next = ScoreSet(version, self.cap)
             self._maybe_swap()
 
+    def abandon_target(self, version: int) -> None:
+        """The model server never loaded ``version``: stop waiting for its scores."""
+        with self.lock:
+            if self.next is not None and self.next.version == version:
+                self.next = None
+
     def force_rescore(self, version: int) -> None:
         """Re-score even when ``version`` is already live (Rescore RPC)."""
         with self.lock:

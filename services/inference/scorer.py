@@ -119,6 +119,7 @@ class ModelTracker:
                 raise errors.Unavailable(f"model {name} version {target} is {states.get(target, 'not loaded')} "
                                          f"on the model server; waiting for it")
             self._given_up.add(target)
+            self.pool.abandon_target(target)
             log.error("published model version never became available; keeping the newest available one",
                       extra={"model": name, "version": target, "waited_s": self.s.version_wait_s})
         latest = self.client.latest_version(name)
@@ -217,7 +218,7 @@ class Scorer:
             return report
         x = np.stack(batch)
         scores = self._model_scores(model, ok_ids, x) if model else self._cold_scores(ok_ids, x)
-        event = events_pb2.FramesScored(model_name=self.s.model_name if model else "",
+        event = events_pb2.FramesScored(model_name=self.s.model_name,
                                         model_version=report.version, scores=scores,
                                         scored_at=now_ts(), rescore=rescore)
         self.publisher.publish_sync(topics.FRAMES_SCORED, event, ok_ids[0])
@@ -227,7 +228,8 @@ class Scorer:
 
     def _cold_scores(self, ids: list[str], x: np.ndarray) -> list[common_pb2.FrameScore]:
         desc = descriptor(x)
-        return [common_pb2.FrameScore(frame_id=fid, model_version=0, embedding=d.tolist())
+        return [common_pb2.FrameScore(frame_id=fid, model_name=self.s.model_name, model_version=0,
+                                      embedding=d.tolist())
                 for fid, d in zip(ids, desc, strict=True)]
 
     def _predict(self, model: ModelInfo, x: np.ndarray) -> dict[str, np.ndarray]:
