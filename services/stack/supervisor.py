@@ -66,6 +66,7 @@ class Stack:
         self.home, self.settings, self.with_ui = home, settings, with_ui
         self.services = [c for c in SERVICES if c.available() and (not only or c.name in only)]
         self.running: dict[str, Running] = {}
+        self.extra_env: dict[str, str] = {}
         pick = free_port if free_ports else None
         self.s3 = infra.S3Config(pick() if pick else settings.s3_port, settings.s3_access_key,
                                  settings.s3_secret_key)
@@ -77,12 +78,19 @@ class Stack:
     # -- configuration handed to every child -------------------------------
     def auth_secret(self) -> str:
         """The local stack's signing secret, created once and kept in the home (0600)."""
-        path = self.home / "auth_secret"
+        return self._home_secret("auth_secret")
+
+    def admin_password(self) -> str:
+        """The bootstrap admin's password, generated on first start and kept in the home (0600)."""
+        return self._home_secret("admin_password")
+
+    def _home_secret(self, name: str) -> str:
+        path = self.home / name
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "w") as f:
-                f.write(secrets.token_urlsafe(32))
+                f.write(secrets.token_urlsafe(16 if name == "admin_password" else 32))
         return path.read_text().strip()
 
     def client_env(self) -> dict[str, str]:
@@ -104,7 +112,8 @@ class Stack:
     def child_env(self, component: Component | None = None) -> dict[str, str]:
         out = {**self.client_env(), "PYTHONUNBUFFERED": "1",
                "KERAS_HOME": os.environ.get("KERAS_HOME", str(self.home / "keras")),
-               "TF_CPP_MIN_LOG_LEVEL": "2"}
+               "TF_CPP_MIN_LOG_LEVEL": "2", "LUMENAL_LABELS_ADMIN_PASSWORD": self.admin_password(),
+               **self.extra_env}
         if component is not None and component.metrics_var:
             out[component.metrics_var] = str(self.ports[component.name][1])
         return out
@@ -242,7 +251,8 @@ def _print_table(st: dict) -> None:
         health = "down" if c.get("given_up") else ("ok" if ok else "starting" if not st["ready"] else "FAILING")
         print(f"  {name:<12} {c['pid'] or '-':>7}  {c['port']:>6}  {health:<9} {c['log']}")
     if "ui" in st["components"]:
-        print(f"\n  UI: http://127.0.0.1:{st['components']['ui']['port']}")
+        print(f"\n  UI: http://127.0.0.1:{st['components']['ui']['port']}"
+              f"  (admin password in {Path(st['home']) / 'admin_password'})")
 
 
 def main_up(argv: list[str]) -> int:
@@ -264,6 +274,9 @@ def main_up(argv: list[str]) -> int:
     if args.detach:
         return _detach(home, [a for a in argv if a != "--detach"], settings.start_timeout_s)
     stack = Stack(home, settings, args.free_ports, not args.no_ui, args.only)
+    if args.demo:
+        from lumenal.stack.demo import demo_env
+        stack.extra_env.update(demo_env())
 
     def on_signal(signum: int, _frame: object) -> None:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
