@@ -58,7 +58,7 @@ def _tissue(rng: np.random.Generator, n: int, size: int) -> np.ndarray:
     vessels = np.exp(-(_noise(rng, n, n / 28) / 0.05) ** 2) * (_noise(rng, n, n / 10) > -0.2)
     villi = _noise(rng, n, 1.2)
     pink = np.array([0.88, 0.52, 0.46], np.float32)
-    img = pink * (0.85 + 0.08 * base[..., None] + 0.04 * villi[..., None])
+    img = pink * (0.85 + 0.08 * base[..., None] + 0.09 * villi[..., None])
     img *= 1 - 0.45 * folds[..., None]
     img = img * (1 - 0.7 * vessels[..., None]) + np.array([0.55, 0.08, 0.12], np.float32) * 0.7 * vessels[..., None]
     yy, xx = np.mgrid[:n, :n]
@@ -74,8 +74,9 @@ def _segments(rng: np.random.Generator, frames: int) -> list[str]:
     """Per-frame labels: informative runs alternating with artefact runs."""
     labels: list[str] = []
     while len(labels) < frames:
-        labels += [INFORMATIVE] * int(rng.integers(20, 70))
-        labels += [str(rng.choice(NON_INFORMATIVE))] * int(rng.integers(15, 50))
+        for artefact in rng.permutation(NON_INFORMATIVE):  # every artefact once per cycle
+            labels += [INFORMATIVE] * int(rng.integers(20, 60))
+            labels += [str(artefact)] * int(rng.integers(12, 40))
     return labels[:frames]
 
 
@@ -102,7 +103,8 @@ class _Renderer:
         src = self.tissue if src is None else src
         return src[y: y + self.size, x: x + self.size]
 
-    def step(self, label: str, pause: bool) -> np.ndarray:
+    def step(self, label: str, pause: bool, severity: float = 1.0) -> np.ndarray:
+        """Next frame; ``severity`` in (0, 1] scales the artefact (mild ones are the hard cases)."""
         s, rng = self.size, self.rng
         target = rng.normal(0, 0.05 * s, 2)
         self.vel = 0.8 * self.vel + 0.2 * target
@@ -110,26 +112,26 @@ class _Renderer:
         self.pos += self.vel * speed + (0 if pause else np.sign(self.vel) * 0.02 * s)
         img = self.crop(self.pos).copy()
         if label == "blur":
-            img = self._blur()
+            img = self._blur(severity)
         elif label == "bubbles":
-            img = self._bubbles(img)
+            img = self._bubbles(img, severity)
         elif label == "debris":
-            img = self._debris(img)
+            img = self._debris(img, severity)
         if label != "bubbles":
             self.bubble_pos = None  # the next bubble run starts a new field
         img = img * self.lens * rng.uniform(0.93, 1.05)
         if label == "dark":
-            img = img * rng.uniform(0.06, 0.22)
-        img = img + rng.normal(0, 0.012, img.shape).astype(np.float32)
+            img = img * (1 - severity * rng.uniform(0.8, 0.95))
+        img = img + rng.normal(0, 0.008, img.shape).astype(np.float32)
         return (np.clip(img, 0, 1) * 255).astype(np.uint8)
 
-    def _blur(self) -> np.ndarray:
+    def _blur(self, severity: float) -> np.ndarray:
         """Motion blur: average of crops along a long streak in the direction of motion."""
-        d = self.vel / (np.linalg.norm(self.vel) + 1e-9) * self.size * self.rng.uniform(0.12, 0.25)
+        d = self.vel / (np.linalg.norm(self.vel) + 1e-9) * self.size * self.rng.uniform(0.25, 0.35) * severity
         taps = [self.crop(self.pos + d * t) for t in np.linspace(-0.5, 0.5, 9)]
         return np.mean(taps, axis=0)
 
-    def _bubbles(self, img: np.ndarray) -> np.ndarray:
+    def _bubbles(self, img: np.ndarray, severity: float) -> np.ndarray:
         """A pre-rendered bubble field drifting slowly over the tissue (out = img * mul + add)."""
         if self.bubble_pos is None:
             self.bubble_layer = int(self.rng.integers(len(self.bubble_fields)))
@@ -138,7 +140,7 @@ class _Renderer:
         mul, add = self.bubble_fields[self.bubble_layer]
         y, x = (self.bubble_pos.astype(int) % self.size)
         sl = (slice(y, y + self.size), slice(x, x + self.size))
-        return img * mul[sl] + add[sl]
+        return img * (1 - severity) + (img * mul[sl] + add[sl]) * severity
 
     def _bubble_field(self, n: int) -> tuple[np.ndarray, np.ndarray]:
         """Random bubbles on an n x n tile (wrap-padded), as an affine map of the tissue."""
@@ -162,11 +164,11 @@ class _Renderer:
         pad = ((0, s), (0, s), (0, 0))
         return np.pad(mul, pad, mode="wrap"), np.pad(add, pad, mode="wrap")
 
-    def _debris(self, img: np.ndarray) -> np.ndarray:
-        alpha = np.clip(0.55 + 0.25 * self.crop(self.pos * 0.7, self.murk), 0.2, 0.9)[..., None]
+    def _debris(self, img: np.ndarray, severity: float) -> np.ndarray:
+        alpha = severity * np.clip(0.55 + 0.25 * self.crop(self.pos * 0.7, self.murk), 0.2, 0.9)[..., None]
         turbid = np.array([0.42, 0.45, 0.16], np.float32)
         out = img * (1 - alpha) + turbid * alpha
-        specks = self.rng.random((self.size, self.size)) > 0.985
+        specks = self.rng.random((self.size, self.size)) > 1 - 0.015 * severity
         return np.where(specks[..., None], np.array([0.75, 0.7, 0.2], np.float32), out)
 
 
@@ -175,13 +177,15 @@ def render(frames: int, seed: int = 0, size: int = 128) -> Iterator[tuple[np.nda
     rng = np.random.default_rng(seed)
     labels = _segments(rng, frames)
     renderer = _Renderer(rng, size)
-    pause_left = 0
+    pause_left, severity, previous = 0, 1.0, ""
     for label in labels:
+        if label != previous:  # each artefact run has its own strength
+            severity, previous = float(rng.uniform(0.3, 1.0)), label
         if pause_left == 0 and label == INFORMATIVE and rng.random() < 0.02:
             pause_left = int(rng.integers(4, 12))  # the capsule rests against the wall
         pause = pause_left > 0
         pause_left = max(0, pause_left - 1)
-        yield renderer.step(label, pause), label
+        yield renderer.step(label, pause, severity), label
 
 
 def generate(out_dir: Path, frames: int = 1500, seed: int = 0, size: int = 128, fps: int = 5,

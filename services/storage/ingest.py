@@ -272,8 +272,6 @@ def video_job(path: Path, video_id: str, filename: str, sha: str, sample_fps: fl
               batch_size: int, ground_truth: dict[int, str] | None, gt_sha: str) -> Job:
     """Probe first (rejects non-videos and truncated files before anything is stored)."""
     probe = media.probe_video(path)
-    fps = probe.fps or 25.0
-    estimate = probe.packets if sample_fps <= 0 or sample_fps >= fps else int(probe.packets * sample_fps / fps) + 1
     return Job(video_id, "video", filename, sha, sample_fps, dedup, batch_size,
                lambda counts: media.iter_video(path, sample_fps, dedup, counts, ground_truth),
-               total_estimate=estimate, ground_truth_sha256=gt_sha)
+               total_estimate=probe.packets, ground_truth_sha256=gt_sha)
