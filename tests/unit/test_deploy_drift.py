@@ -158,7 +158,7 @@ def test_ui_port_matches_the_code() -> None:
     port = UI_DEFAULT_PORT
     assert read_env_file(ENV_DIR / "ui.env")[UI_PORT_VAR] == str(port)
     ui = compose()["services"]["ui"]
-    assert f"{port}:{port}" in ui["ports"]
+    assert any(str(p).endswith(f"{port}:{port}") for p in ui["ports"])
     assert f"http:http://127.0.0.1:{port}/_stcore/health" in ui["healthcheck"]["test"]
     docs = render("base")
     assert {p["name"]: p["containerPort"] for p in containers_by_name(docs)["ui"]["ports"]}["http"] == port
