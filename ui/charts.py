@@ -24,14 +24,14 @@ def probabilities(class_names: Sequence[str], probs: Sequence[float], top: int =
         x=alt.X("p:Q", title="probability", scale=alt.Scale(domain=[0, 1])),
         y=alt.Y("class:N", sort="-x", title=None),
         tooltip=["class", alt.Tooltip("p:Q", format=".3f")],
-    ).properties(height=28 * len(df) + 20)
+    ).properties(height=alt.Step(26))
 
 
 def labels_over_time(rows: Iterable[tuple[str, str, int]]) -> alt.Chart:
     """Stacked bars: labels per day, coloured by annotator."""
     df = pd.DataFrame(list(rows), columns=["day", "annotator", "labels"])
     return alt.Chart(df).mark_bar().encode(
-        x=alt.X("day:O", title=None, sort="ascending"),
+        x=alt.X("day:O", title=None, sort="ascending", axis=alt.Axis(labelAngle=0)),
         y=alt.Y("sum(labels):Q", title="labels"),
         color=alt.Color("annotator:N", legend=alt.Legend(orient="bottom", title=None)),
         tooltip=["day", "annotator", "labels"],
@@ -42,14 +42,16 @@ def counts_bar(counts: Mapping[str, int], what: str, value: str = "labels") -> a
     """Horizontal bars of ``counts`` (labels per annotator, per class...)."""
     df = pd.DataFrame({what: list(counts), value: [int(v) for v in counts.values()]})
     return alt.Chart(df).mark_bar(color=ACCENT, cornerRadiusEnd=3).encode(
-        x=alt.X(f"{value}:Q", title=value),
+        x=alt.X(f"{value}:Q", title=value, axis=alt.Axis(format="d", tickMinStep=1)),
         y=alt.Y(f"{what}:N", sort="-x", title=None),
         tooltip=[what, value],
-    ).properties(height=max(80, 26 * len(df) + 20))
+    ).properties(height=alt.Step(26))
 
 
 def kappa_matrix(pairs: Iterable[tuple[str, str, float, int]]) -> pd.DataFrame:
-    """Long-form symmetric matrix of Cohen's kappa (both triangles, diagonal = 1)."""
+    """Long-form symmetric matrix of Cohen's kappa (both triangles, diagonal = 1).
+
+    An undefined kappa (NaN: both used one class throughout) stays NaN: an empty cell."""
     rows: list[dict[str, object]] = []
     names: set[str] = set()
     for a, b, kappa, n in pairs:
@@ -62,13 +64,14 @@ def kappa_matrix(pairs: Iterable[tuple[str, str, float, int]]) -> pd.DataFrame:
 def kappa_heatmap(pairs: Iterable[tuple[str, str, float, int]]) -> alt.Chart:
     """Cohen's kappa per annotator pair: red (chance or worse) to teal (perfect)."""
     df = kappa_matrix(pairs)
-    base = alt.Chart(df).encode(x=alt.X("a:N", title=None), y=alt.Y("b:N", title=None))
+    base = alt.Chart(df).encode(x=alt.X("a:N", title=None, axis=alt.Axis(labelAngle=0)), y=alt.Y("b:N", title=None))
     cells = base.mark_rect().encode(
         color=alt.Color("kappa:Q", scale=alt.Scale(domain=[-0.2, 0.4, 1.0], range=["#dc2626", "#fde68a", ACCENT]),
                         legend=alt.Legend(title="κ")),
         tooltip=["a", "b", alt.Tooltip("kappa:Q", format=".2f"), "n"],
     )
-    text = base.mark_text(fontSize=13).encode(text=alt.Text("kappa:Q", format=".2f"))
+    text = base.mark_text(fontSize=13).transform_filter("isValid(datum.kappa)").encode(
+        text=alt.Text("kappa:Q", format=".2f"))
     size = 60 * max(2, df["a"].nunique())
     return (cells + text).properties(width=size, height=size)
 
@@ -81,14 +84,16 @@ def agreement_bars(items: Iterable[tuple[str, float, int]]) -> alt.Chart:
                 title="agreement with consensus"),
         y=alt.Y("annotator:N", sort="-x", title=None),
         tooltip=["annotator", alt.Tooltip("agreement:Q", format=".1%"), "n"],
-    ).properties(height=max(80, 26 * len(df) + 20))
+    ).properties(height=alt.Step(26))
 
 
-def learning_curve(points: Iterable[tuple[int, float, int, bool]], metric: str) -> alt.Chart:
-    """``metric`` per model version; the serving version is a larger red point with a rule."""
-    df = pd.DataFrame(list(points), columns=["version", metric, "train_labels", "serving"])
+def learning_curve(points: Iterable[tuple[int, float, int, bool, str]], metric: str) -> alt.Chart:
+    """``metric`` per model version; the serving version is a larger red point with a rule.
+
+    ``points`` are (version, value, train_labels, serving, how it was published)."""
+    df = pd.DataFrame(list(points), columns=["version", metric, "train_labels", "serving", "published"])
     df["status"] = df["serving"].map({True: "serving", False: "published"})
-    base = alt.Chart(df).encode(x=alt.X("version:O", title="model version"))
+    base = alt.Chart(df).encode(x=alt.X("version:O", title="model version", axis=alt.Axis(labelAngle=0)))
     line = base.mark_line(color=ACCENT).encode(y=alt.Y(f"{metric}:Q", title=metric,
                                                        scale=alt.Scale(zero=False)))
     dots = base.mark_circle().encode(
@@ -96,7 +101,7 @@ def learning_curve(points: Iterable[tuple[int, float, int, bool]], metric: str) 
         size=alt.condition("datum.serving", alt.value(260), alt.value(70)),
         color=alt.Color("status:N", scale=alt.Scale(domain=["published", "serving"], range=[ACCENT, SERVING]),
                         legend=alt.Legend(orient="bottom", title=None)),
-        tooltip=["version", alt.Tooltip(f"{metric}:Q", format=".4f"), "train_labels", "status"],
+        tooltip=["version", alt.Tooltip(f"{metric}:Q", format=".4f"), "train_labels", "published", "status"],
     )
     rule = alt.Chart(df[df["serving"]]).mark_rule(color=SERVING, strokeDash=[4, 4]).encode(x="version:O")
     return (line + rule + dots).properties(height=280)

@@ -6,6 +6,8 @@ section a notice, never the page.
 
 from __future__ import annotations
 
+import math
+
 import pandas as pd
 import streamlit as st
 
@@ -24,11 +26,13 @@ def labeling_section(c: Client) -> None:
     except (ApiError, ServiceDown) as exc:
         session.show_error(exc, "Label statistics unavailable")
         return
-    cols = st.columns(4)
-    cols[0].metric("Answers", stats.submitted)
-    cols[1].metric("Resolved frames", stats.resolved)
-    cols[2].metric("Awaiting review", stats.pending_adjudication)
-    cols[3].metric("Frames being labeled", stats.active_leases)
+    cols = st.columns(5)
+    cols[0].metric("Frames in pool", stats.frames)
+    cols[1].metric("Answers", stats.submitted,
+                   help=", ".join(f"{v} {k}" for k, v in sorted(stats.per_kind.items())) or None)
+    cols[2].metric("Resolved frames", stats.resolved)
+    cols[3].metric("Awaiting review", stats.pending_adjudication)
+    cols[4].metric("Being labeled now", stats.active_leases)
     if not stats.submitted:
         st.caption("No answers yet.")
         return
@@ -40,9 +44,9 @@ def labeling_section(c: Client) -> None:
     with per_annotator:
         st.markdown("**Labels per annotator**")
         st.altair_chart(charts.counts_bar(dict(stats.per_annotator), "annotator"), width="stretch")
-    if stats.per_class:
-        st.markdown("**Resolved labels per class**")
-        st.altair_chart(charts.counts_bar(dict(stats.per_class), "class"), width="stretch")
+        if stats.per_class:
+            st.markdown("**Resolved labels per class**")
+            st.altair_chart(charts.counts_bar(dict(stats.per_class), "class"), width="stretch")
 
 
 def agreement_section(c: Client) -> None:
@@ -60,7 +64,8 @@ def agreement_section(c: Client) -> None:
         else:
             st.caption("No pair has labeled the same frames yet (overlap frames make this possible).")
     with right:
-        st.metric("Fleiss' κ (all annotators)", f"{agr.fleiss:.2f}" if agr.fleiss_items else "–",
+        defined = agr.fleiss_items and not math.isnan(agr.fleiss)
+        st.metric("Fleiss' κ (all annotators)", f"{agr.fleiss:.2f}" if defined else "–",
                   help=f"over {agr.fleiss_items} overlap frames; 1 = perfect, 0 = chance")
         st.markdown("**Agreement with consensus**")
         if agr.with_consensus:
@@ -97,7 +102,8 @@ def learning_curve(models: training_pb2.ListModelsResponse) -> None:
     preferred = next((m for m in ("val_accuracy", "accuracy", "val_macro_f1") if m in metrics), metrics[0])
     metric = st.selectbox("Metric", metrics, index=metrics.index(preferred), key="curve_metric")
     serving = models.serving_version
-    points = sorted((m.version, m.metrics[metric], m.train_labels, m.version == serving or m.serving)
+    points = sorted((m.version, m.metrics[metric], m.train_labels, m.version == serving or m.serving,
+                     f"rollback to v{m.rollback_of}" if m.rollback_of else (m.reason or "promoted"))
                     for m in models.models if metric in m.metrics)
     st.altair_chart(charts.learning_curve(points, metric), width="stretch")
     st.caption(f"Serving version: **{serving or 'none'}** (red).")
@@ -118,7 +124,7 @@ def training_status(status: training_pb2.TrainingStatus) -> None:
         verdict = _RUN_STATES.get(run.state, "?")
         detail = ", ".join(f"{k} {v:.3f}" for k, v in sorted(run.metrics.items()))
         st.caption(f"Last run `{run.run_id}`: **{verdict}** v{run.version} · {detail}"
-                   + (f" · error: {run.error}" if run.error else ""))
+                   + (f" · {run.gate}" if run.gate else "") + (f" · error: {run.error}" if run.error else ""))
 
 
 def pool_section(c: Client) -> None:

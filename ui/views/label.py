@@ -73,14 +73,13 @@ def submit(c: Client, task: labels_pb2.Task, kind: int, label: str, shown: str) 
 
 
 def frame_panel(c: Client, task: labels_pb2.Task) -> None:
+    meta = task.frame
     try:
         frame = c.get_frame(task.frame_id)
+        st.image(frame.image, width="stretch")
+        meta = frame.meta if frame.meta.frame_id else meta
     except (ApiError, ServiceDown) as exc:
         session.show_error(exc, "The frame image cannot be shown")
-        st.markdown(f"### `{task.frame_id}`")
-        return
-    meta = frame.meta
-    st.image(frame.image, width="stretch")
     where = f"video `{meta.video_id}` · frame {meta.frame_index} · {meta.timestamp_s:.1f} s" if meta.video_id else ""
     st.caption(f"`{task.frame_id}`  {where}")
 

@@ -47,8 +47,10 @@ def focus(c: Client, item: labels_pb2.Adjudication, classes: list[str]) -> None:
         show_image(c, item.frame_id)
     with side_col:
         st.markdown(f"#### Votes ({item.reason or 'disagreement'})")
-        st.altair_chart(charts.votes_bar(dict(item.votes)), width="stretch")
-        st.caption("Annotators: " + ", ".join(item.annotators))
+        if item.votes:
+            st.altair_chart(charts.votes_bar(dict(item.votes)), width="stretch")
+        extra = f" · {item.unsure} unsure" if item.unsure else ""
+        st.caption("Answered by " + ", ".join(item.annotators) + extra)
         st.markdown("#### Final label")
         for i, name in enumerate(classes):
             votes = item.votes.get(name, 0)
@@ -82,6 +84,7 @@ def main() -> None:
     st.dataframe(pd.DataFrame([{
         "frame": i.frame_id, "reason": i.reason,
         "votes": ", ".join(f"{k}: {v}" for k, v in sorted(i.votes.items(), key=lambda kv: -kv[1])),
+        "unsure": i.unsure,
         "annotators": ", ".join(i.annotators)} for i in items]), hide_index=True)
 
 

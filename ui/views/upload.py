@@ -41,6 +41,18 @@ def ingest(c: Client, upload: UploadedFile, options: storage_pb2.IngestOptions,
     return last
 
 
+def report(final: storage_pb2.IngestProgress | None) -> None:
+    if final is None or not final.done:
+        st.warning("The storage service ended the ingest without a final report; check the video list below.")
+    elif final.already_ingested:
+        st.info(f"This video was ingested before with the same options (`{final.video_id}`): nothing new stored.",
+                icon=":material/content_copy:")
+    else:
+        st.success(f"Video `{final.video_id}` ingested: {final.frames_stored} frames stored, "
+                   f"{final.frames_dropped_duplicate} near-duplicates dropped, "
+                   f"{final.frames_unsampled} not sampled.", icon=":material/check_circle:")
+
+
 def videos_table(c: Client) -> None:
     try:
         videos = c.list_videos()
@@ -50,9 +62,9 @@ def videos_table(c: Client) -> None:
     if not videos:
         st.caption("No videos ingested yet.")
         return
-    st.dataframe(pd.DataFrame([{"video": v.video_id, "file": v.filename, "frames": v.frames_stored,
-                                "duplicates dropped": v.frames_dropped_duplicate, "complete": v.complete}
-                               for v in videos]), hide_index=True)
+    st.dataframe(pd.DataFrame([{"video": v.video_id, "file": v.filename, "kind": v.kind,
+                                "frames": v.frames_stored, "duplicates dropped": v.frames_dropped_duplicate,
+                                "complete": v.complete} for v in videos]), hide_index=True)
 
 
 def main() -> None:
@@ -66,8 +78,9 @@ def main() -> None:
     with st.expander("Ingest options"):
         fps = st.number_input("Sample frames per second (0 = service default, -1 = every frame)",
                               min_value=-1.0, value=0.0, step=0.5, key="sample_fps")
-        dedup = st.number_input("Duplicate threshold (Hamming distance of perceptual hashes; -1 = default)",
-                                min_value=-1, value=-1, step=1, key="dedup")
+        dedup = st.number_input("Duplicate threshold (Hamming distance of perceptual hashes; "
+                                "-1 = default, 0 = exact only, -2 = keep every frame)",
+                                min_value=-2, value=-1, step=1, key="dedup")
         video_id = st.text_input("Video id (empty = derived from the content)", key="video_id")
     if st.button("Ingest", type="primary", icon=":material/upload:", disabled=upload is None, key="ingest"):
         options = storage_pb2.IngestOptions(video_id=video_id.strip(), filename=upload.name,
@@ -77,10 +90,7 @@ def main() -> None:
         except (ApiError, ServiceDown) as exc:
             session.show_error(exc, f"Ingest of {upload.name} failed")
         else:
-            if final is not None:
-                st.success(f"Video `{final.video_id}` ingested: {final.frames_stored} frames stored, "
-                           f"{final.frames_dropped_duplicate} near-duplicates dropped.",
-                           icon=":material/check_circle:")
+            report(final)
     st.subheader("Videos")
     videos_table(c)
 
