@@ -270,3 +270,15 @@ def test_healthcheck_http_tcp_dir_and_usage(tmp_path: Path) -> None:
     assert run_healthcheck(f"dir:{tmp_path / 'missing'}").returncode == 1
     assert run_healthcheck("bogus:x").returncode == 1
     assert run_healthcheck().returncode == 2
+
+
+def test_build_context_filter_keeps_what_the_dockerfile_copies() -> None:
+    """deploy/Dockerfile.dockerignore excludes everything by default: every COPY source
+    must be re-included, or the build fails with a missing file."""
+    ignore = (DEPLOY / "Dockerfile.dockerignore").read_text().splitlines()
+    included = {line[1:].rstrip("/") for line in ignore if line.startswith("!")}
+    copies = re.findall(r"^COPY (?!--from)(.+) \S+$", DOCKERFILE.read_text(), re.M)
+    sources = [src.rstrip("/") for line in copies for src in line.split()]
+    assert sources
+    for src in sources:
+        assert src in included, f"COPY {src} is filtered out of the build context"
