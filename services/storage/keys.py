@@ -30,9 +30,9 @@ def frame_id(video_id: str, index: int) -> str:
 def parse_frame_id(fid: str) -> tuple[str, int]:
     """``"<video_id>:<index>"`` -> (video_id, index); INVALID_ARGUMENT otherwise."""
     m = FRAME_ID_RE.match(fid or "")
-    if not m:
+    if not m or not VIDEO_ID_RE.match(m["video"]) or ".." in m["video"]:
         raise InvalidArgument(f"invalid frame id {fid!r}: expected '<video_id>:<frame_index:06d>'")
-    return check_video_id(m["video"]), int(m["index"])
+    return m["video"], int(m["index"])
 
 
 def video_prefix(video_id: str) -> str:

@@ -161,7 +161,7 @@ def probe_video(path: Path) -> VideoProbe:
     if packets == 0:
         raise InvalidArgument(f"{path.name}: the video has no frames")
     if declared and packets < declared:
-        raise InvalidArgument(f"{path.name}: truncated or corrupt video: the container declares "
+        raise InvalidArgument(f"{path.name}: corrupt or truncated video: the container declares "
                               f"{declared} frames but only {packets} are present")
     return VideoProbe(packets, declared, fps, w, h, codec)
 

@@ -69,6 +69,9 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
     def publisher(self) -> events.Publisher:
         with self._lock:
             if self._publisher is None:
+                if not kafka_reachable(self.settings.kafka_bootstrap):
+                    raise Unavailable(f"Kafka broker at {self.settings.kafka_bootstrap} is not reachable; "
+                                      "nothing was stored, try again when it is up")
                 try:
                     events.ensure_topics(self.settings.kafka_bootstrap,
                                          {topics.FRAMES_INGESTED: topics.PARTITIONS[topics.FRAMES_INGESTED]},
