@@ -31,6 +31,7 @@ from lumenal.ml import strategies
 from lumenal.v1 import common_pb2
 
 METRICS = ("entropy", "least_confidence", "margin", "bald", "variation_ratio")
+MAX_SEEDS = 2000  # labeled embeddings handed to diversity strategies as k-center seeds
 _SCALARS = ("least_confidence", "margin", "entropy", "bald", "variation_ratio")
 
 
@@ -311,6 +312,8 @@ class PoolIndex:
                 if row is not None:
                     available[row] = False
             labeled_rows = np.flatnonzero(self.labeled[:n] & live.ok[:n])
+            if labeled_rows.size > MAX_SEEDS:  # k-center seeds: a sample keeps the gather O(MAX_SEEDS)
+                labeled_rows = np.sort(np.random.default_rng(seed).choice(labeled_rows, MAX_SEEDS, replace=False))
             cols = {name: live.cols[name][:n] for name in _SCALARS}
             probs, emb = live.probabilities[:n], live.embeddings[:n]
             has_bald = live.has_bald

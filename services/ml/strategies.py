@@ -351,7 +351,7 @@ class DiverseUncertaintyStrategy:
     base: str = "margin"
     prefilter_factor: int = 10
     min_prefilter: int = 200
-    max_labeled: int = 2_000
+    max_labeled: int = 1_000
 
     def select(self, pool: Pool, k: int, rng: np.random.Generator) -> np.ndarray:
         _check_k(k)

@@ -1,0 +1,110 @@
+"""TopK latency and memory at pool scale (a measurement, not a test).
+
+``python -m lumenal.inference.bench --frames 1000000`` fills a pool index with
+synthetic scores (random Dirichlet probabilities, Gaussian embeddings; 1% labeled),
+then times ``TopK`` through a real gRPC server on loopback, with 100 leased
+frames excluded per call, and prints p50/p95 per strategy plus the memory the
+index uses per million frames. The benchmark helper imports ``measure``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+from tqdm import tqdm
+
+from lumenal.core import auth, grpc_server
+from lumenal.core.config import from_env
+
+from .pool import PoolIndex, ScoreSet
+from .settings import InferenceSettings
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4096
+
+
+def synthetic_pool(n: int, classes: int = 14, dim: int = 128, seed: int = 0,
+                   model_name: str = "bench") -> PoolIndex:
+    """A pool of ``n`` scored frames written straight into the columns (events would take minutes)."""
+    rng = np.random.default_rng(seed)
+    pool = PoolIndex(model_name, cap=n)
+    pool.ids = [f"bench{i // 100_000}:{i % 100_000:06d}" for i in range(n)]
+    pool.rows = {f: i for i, f in enumerate(pool.ids)}
+    s = ScoreSet(1, n)
+    s._shape(classes, dim)
+    for lo in range(0, n, 100_000):
+        hi = min(n, lo + 100_000)
+        p = rng.dirichlet(np.full(classes, 0.3), hi - lo).astype(np.float32)
+        top2 = np.sort(p, axis=1)[:, -2:]
+        s.probabilities[lo:hi] = p
+        s.embeddings[lo:hi] = rng.normal(size=(hi - lo, dim))
+        s.predicted[lo:hi] = p.argmax(1)
+        s.cols["least_confidence"][lo:hi] = 1 - top2[:, 1]
+        s.cols["margin"][lo:hi] = top2[:, 1] - top2[:, 0]
+        s.cols["entropy"][lo:hi] = -(p * np.log(p + 1e-12)).sum(1)
+        s.cols["bald"][lo:hi] = rng.gamma(1.0, 0.05, hi - lo)
+        s.cols["variation_ratio"][lo:hi] = rng.random(hi - lo)
+    s.ok[:n] = True
+    s.has_bald = True
+    pool.live = s
+    pool.target_version = 1
+    pool.labeled[: n // 100] = True
+    return pool
+
+
+def measure(frames: int = 1_000_000, k: int = 32, calls: int = 50,
+            strategies: tuple[str, ...] = ("margin", "entropy", "bald", "diverse_margin"),
+            exclude: int = 100, seed: int = 0) -> dict[str, object]:
+    """Latency percentiles (ms) of TopK over gRPC per strategy, and index memory per million frames."""
+    from lumenal.inference.server import InferenceServicer
+    from lumenal.v1 import inference_pb2, inference_pb2_grpc
+
+    before = rss_bytes()
+    pool = synthetic_pool(frames, seed=seed)
+    mem = rss_bytes() - before
+    settings = from_env(InferenceSettings, environ={}, auth_secret="bench", model_name="bench")
+    srv = grpc_server.start("inference-bench", 0, [(inference_pb2_grpc.add_InferenceServiceServicer_to_server,
+                                                    InferenceServicer(settings, pool),
+                                                    "lumenal.v1.InferenceService")], metrics_port=-1)
+    md = auth.metadata(auth.service_token("bench", "bench"))
+    rng = np.random.default_rng(seed)
+    out: dict[str, object] = {"frames": frames, "k": k, "calls": calls, "excluded_per_call": exclude,
+                              "index_bytes_per_million": int(mem * 1_000_000 / frames)}
+    try:
+        with grpc_server.channel(f"127.0.0.1:{srv.port}") as ch:
+            stub = inference_pb2_grpc.InferenceServiceStub(ch)
+            for name in strategies:
+                times = []
+                for _ in tqdm(range(calls + 3), desc=f"TopK {name}", leave=False):
+                    leased = [pool.ids[i] for i in rng.integers(0, frames, exclude)]
+                    t = time.perf_counter()
+                    resp = stub.TopK(inference_pb2.TopKRequest(k=k, strategy=name, exclude_frame_ids=leased,
+                                                               seed=int(rng.integers(1 << 30))), metadata=md)
+                    times.append(time.perf_counter() - t)
+                    assert len(resp.frames) == k
+                ms = np.asarray(times[3:]) * 1000  # first calls warm caches
+                out[name] = {"p50_ms": round(float(np.percentile(ms, 50)), 2),
+                             "p95_ms": round(float(np.percentile(ms, 95)), 2)}
+    finally:
+        srv.stop(0)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m lumenal.inference.bench", description=__doc__.splitlines()[0])
+    ap.add_argument("--frames", type=int, default=1_000_000)
+    ap.add_argument("--k", type=int, default=32)
+    ap.add_argument("--calls", type=int, default=50)
+    ap.add_argument("--strategies", default="margin,entropy,bald,diverse_margin")
+    args = ap.parse_args(argv)
+    print(json.dumps(measure(args.frames, args.k, args.calls, tuple(args.strategies.split(","))), indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
