@@ -28,6 +28,11 @@ RPC_TOTAL = Counter("lumenal_grpc_requests_total", "gRPC requests", ["service", 
 RPC_SECONDS = Histogram("lumenal_grpc_request_seconds", "gRPC handler latency", ["service", "method"],
                         buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
 
+# A health service name that stays SERVING while the process answers gRPC, whatever
+# the dependency probe says: liveness/startup probes ask it, so a Kafka or S3
+# outage takes pods out of rotation (readiness asks "") without restarting them.
+LIVENESS_SERVICE = "liveness"
+
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 CHANNEL_OPTIONS = [("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
                    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES)]
@@ -180,6 +185,7 @@ def start(name: str, port: int, register: Iterable[tuple[Callable, object, str]]
         names.append(full_name)
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    health_servicer.set(LIVENESS_SERVICE, health_pb2.HealthCheckResponse.SERVING)
     reflection.enable_server_reflection([*names, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
     bound = server.add_insecure_port(f"{host}:{port}")
     if bound == 0:
