@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from test_deploy_support import (
     CONTAINERS,
     DEPLOY,
@@ -241,6 +242,11 @@ def test_healthcheck_follows_grpc_health() -> None:
         server.set_serving(False)
         failed = run_healthcheck(target)
         assert failed.returncode == 1 and "NOT_SERVING" in failed.stderr
+        # What the Kubernetes liveness/startup probes ask: alive despite NOT_SERVING.
+        with grpc_server.channel(f"127.0.0.1:{server.port}") as channel:
+            status = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service=grpc_server.LIVENESS_SERVICE), timeout=5).status
+        assert status == health_pb2.HealthCheckResponse.SERVING
     finally:
         server.stop(0)
     down = run_healthcheck(target)

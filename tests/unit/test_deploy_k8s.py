@@ -34,6 +34,7 @@ from test_deploy_support import (
 )
 
 from lumenal.core import topics
+from lumenal.core.grpc_server import LIVENESS_SERVICE
 from lumenal.core.objectstore import BUCKETS
 
 # kubernetes-validate re-reads and re-parses the 1.3 MB definitions file for every
@@ -150,8 +151,11 @@ def test_every_service_has_deployment_service_probes_and_resources(overlay: str)
             assert {"cpu", "memory"} <= set(c["resources"]["limits"]), f"{where}: limits"
     for name in ("storage", "inference", "labels", "training"):
         c = deployments[name]["spec"]["template"]["spec"]["containers"][0]
-        for probe in ("readinessProbe", "livenessProbe"):
-            assert "grpc" in c[probe], f"{name}: {probe} must be a grpc: probe"
+        # Readiness follows the dependency probe; startup/liveness only the process,
+        # so an outage elsewhere never restart-loops the pods.
+        assert c["readinessProbe"]["grpc"].get("service", "") == "", name
+        for probe in ("startupProbe", "livenessProbe"):
+            assert c[probe]["grpc"]["service"] == LIVENESS_SERVICE, f"{name}: {probe}"
 
 
 def test_pods_run_as_non_root() -> None:
