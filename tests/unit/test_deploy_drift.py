@@ -63,8 +63,8 @@ def default_addr(service: str) -> str:
     return getattr(CommonSettings, f"{service}_addr")
 
 
-def base_env(container: str) -> dict[str, Any]:
-    docs = render("base")
+def base_env(container: str, overlay: str = "base") -> dict[str, Any]:
+    docs = render(overlay)
     return container_env(containers_by_name(docs)[container], docs)
 
 
@@ -92,7 +92,9 @@ def test_k8s_base_sets_every_variable_the_code_reads(container: str) -> None:
 @pytest.mark.parametrize("container", CONTAINERS)
 def test_no_lumenal_variable_unknown_to_the_code(container: str) -> None:
     reads = set(required_vars()[container])
-    for where, env in (("compose", compose_env(container)), ("k8s base", base_env(container))):
+    envs = [("compose", compose_env(container))]
+    envs += [(overlay, base_env(container, overlay)) for overlay in ("base", "overlays/dev", "overlays/prod")]
+    for where, env in envs:
         unknown = {k for k in env if k.startswith("LUMENAL_")} - reads
         assert not unknown, f"{where} {container} sets {sorted(unknown)}, which its code never reads"
 
