@@ -46,6 +46,7 @@ KINDS = {common_pb2.LABEL_KIND_CLASS: "class", common_pb2.LABEL_KIND_SKIP: "skip
 KIND_ENUM = {v: k for k, v in KINDS.items()}
 MAX_ATTEMPTS = 20
 MAX_EXCLUDE = 5000
+PROJECT_CACHE_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -126,6 +127,7 @@ class Tasks:
         self.db, self.ranker, self.defaults = db, ranker, defaults
         self.clock, self.notify = clock, notify
         self.topk = defaults.topk_candidates
+        self._project: tuple[float, ProjectConfig] | None = None
 
     # -- project ---------------------------------------------------------------
     def ensure_defaults(self) -> None:
@@ -144,8 +146,14 @@ class Tasks:
         self.db.write(tx)
 
     def project(self) -> ProjectConfig:
+        """The project policy, cached for ``PROJECT_CACHE_S`` (other replicas' updates show up that late)."""
+        cached = self._project
+        if cached is not None and time.monotonic() - cached[0] < PROJECT_CACHE_S:
+            return cached[1]
         with self.db.read() as s:
-            return ProjectConfig.from_row(s.get(m.Project, 1))
+            cfg = ProjectConfig.from_row(s.get(m.Project, 1))
+        self._project = (time.monotonic(), cfg)
+        return cfg
 
     def update_project(self, p: labels_pb2.Project, by: str) -> ProjectConfig:
         cfg = validate_project(p)
@@ -170,6 +178,7 @@ class Tasks:
             row.updated_at, row.updated_by = time.time(), by
             return cfg
         out = self.db.write(tx)
+        self._project = None
         log.info("project updated", extra={"by": by, "project": str(out)})
         return out
 
@@ -192,11 +201,21 @@ class Tasks:
     def next_task(self, annotator: str) -> labels_pb2.Task:
         """The caller's current lease, else a new lease on the best free frame."""
         project = self.project()
-        current = self.db.write(lambda s: self._reap_and_current(s, annotator, project))
-        if current is not None:
-            return current
+        with self.db.read() as s:
+            overdue = s.scalar(sa.select(m.Lease.id).where(m.Lease.state == "active",
+                                                           m.Lease.expires_at < self.clock()).limit(1))
+            lease = s.scalar(sa.select(m.Lease).where(m.Lease.active_annotator == annotator))
+            if lease is not None and overdue is None:
+                return self._task(s, lease, project)
+        if overdue is not None:
+            self.db.write(self._reap)
+            with self.db.read() as s:
+                lease = s.scalar(sa.select(m.Lease).where(m.Lease.active_annotator == annotator))
+                if lease is not None:
+                    return self._task(s, lease, project)
         if self.ranker is not None:
-            exclude = self.db.write(lambda s: self._exclusions(s, annotator))
+            with self.db.read() as s:
+                exclude = self._exclusions(s, annotator)
             ranked = self.ranker.top(self.topk, project.strategy, exclude)
             if ranked:
                 task = self.db.write(lambda s: self._lease_first(s, annotator, project, "inference", ranked))
@@ -207,11 +226,6 @@ class Tasks:
             raise NotFound("no frame is waiting for you: every frame is labeled, leased to others, "
                            "or already answered by you")
         return task
-
-    def _reap_and_current(self, s: Session, annotator: str, project: ProjectConfig) -> labels_pb2.Task | None:
-        self._reap(s)
-        lease = s.scalar(sa.select(m.Lease).where(m.Lease.active_annotator == annotator))
-        return self._task(s, lease, project) if lease else None
 
     def _reap(self, s: Session) -> None:
         """Expire overdue leases and give their slots back to the pool."""
@@ -363,8 +377,6 @@ class Tasks:
                                                      m.Label.request_id == req.request_id))
         if previous is not None:
             return self._duplicate(s, previous, req, kind, label)
-        if s.scalar(sa.select(m.Frame.id).where(m.Frame.frame_id == req.frame_id)) is None:
-            raise NotFound(f"unknown frame {req.frame_id!r}")
         self._close_lease(s, annotator, req, kind)
         now = self.clock()
         row = m.Label(id=uuid.uuid4().hex, request_id=req.request_id, annotator=annotator,
@@ -397,6 +409,9 @@ class Tasks:
     def _close_lease(self, s: Session, annotator: str, req: labels_pb2.SubmitLabelRequest, kind: str) -> None:
         """Turn the caller's live lease into an answer, or say exactly why it cannot."""
         lease = s.get(m.Lease, req.lease_id)
+        if (lease is None or lease.frame_id != req.frame_id) and s.scalar(
+                sa.select(m.Frame.id).where(m.Frame.frame_id == req.frame_id)) is None:
+            raise NotFound(f"unknown frame {req.frame_id!r}")
         if lease is None:
             raise NotFound(f"unknown lease {req.lease_id!r}")
         if lease.annotator != annotator:
@@ -421,10 +436,10 @@ class Tasks:
 
     def _count_answer(self, s: Session, frame_id: str) -> bool:
         """Count a class/unsure answer; at the required number decide consensus or adjudication."""
-        s.execute(sa.update(m.Frame).where(m.Frame.frame_id == frame_id)
-                  .values(answers=m.Frame.answers + 1).execution_options(synchronize_session=False))
-        answers, required = s.execute(sa.select(m.Frame.answers, m.Frame.required)
-                                      .where(m.Frame.frame_id == frame_id)).one()
+        answers, required = s.execute(sa.update(m.Frame).where(m.Frame.frame_id == frame_id)
+                                      .values(answers=m.Frame.answers + 1)
+                                      .returning(m.Frame.answers, m.Frame.required)
+                                      .execution_options(synchronize_session=False)).one()
         if answers < (required or 1):
             return False
         votes = s.execute(sa.select(m.Label.kind, m.Label.label)
