@@ -80,8 +80,8 @@ def frame_panel(c: Client, task: labels_pb2.Task) -> None:
         meta = frame.meta if frame.meta.frame_id else meta
     except (ApiError, ServiceDown) as exc:
         session.show_error(exc, "The frame image cannot be shown")
-    where = f"video `{meta.video_id}` · frame {meta.frame_index} · {meta.timestamp_s:.1f} s" if meta.video_id else ""
-    st.caption(f"`{task.frame_id}`  {where}")
+    where = f" · frame {meta.frame_index} at {meta.timestamp_s:.1f} s" if meta.video_id else ""
+    st.caption(f"`{task.frame_id}`{where}" + (f" · {meta.source}" if meta.source else ""))
 
 
 def answer_panel(c: Client, task: labels_pb2.Task, classes: list[str]) -> None:
