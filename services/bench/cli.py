@@ -1,0 +1,172 @@
+"""``lumenal bench al|system``: label efficiency and system throughput, measured in one run."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+QUICK = {"budget": 400, "seeds": "0", "candidates": 2000, "mc_samples": 10, "pool_size": 20000,
+         "test_size": 2000, "random_max": 400,
+         "strategies": "random,margin,diverse_margin,modal_uncertainty"}
+
+
+def _csv(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def al_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="lumenal bench al", description=(
+        "Simulated-oracle pool-based active learning: every Lumenal strategy vs random sampling "
+        "vs modAL uncertainty sampling, same pool, test set, model, recipe and seeds."))
+    p.add_argument("--dataset", help="image folder <class>/<image> (default: Fashion-MNIST from "
+                                     "the Debian package dataset-fashion-mnist)")
+    p.add_argument("--image-size", type=int, default=64, help="resize folder images to this (default 64)")
+    p.add_argument("--channels", type=int, default=3, choices=(1, 3), help="folder images: 1 or 3 channels")
+    p.add_argument("--strategies", help="comma list (default: random, every Lumenal strategy, "
+                                        "modal_uncertainty)")
+    p.add_argument("--seeds", help="comma list of seeds (default 0,1,2)")
+    p.add_argument("--initial", type=int, help="random initial labels (default 100)")
+    p.add_argument("--batch", type=int, help="labels per round (default 100)")
+    p.add_argument("--budget", type=int, help="label budget (default 2000)")
+    p.add_argument("--candidates", type=int, help="random unlabeled candidates scored per round (default 5000)")
+    p.add_argument("--mc-samples", type=int, help="MC-dropout passes for BALD (default 20)")
+    p.add_argument("--random-max", type=int, help="random keeps labeling past the budget up to this many "
+                                                  "labels until it reaches the top threshold (default 2x budget)")
+    p.add_argument("--pool-size", type=int, help="use a random subset of the pool of this size")
+    p.add_argument("--test-size", type=int, help="use a stratified subset of the test set of this size")
+    p.add_argument("--epochs", type=int, help="recipe: epochs per round")
+    p.add_argument("--min-steps", type=int, help="recipe: at least this many gradient steps per round")
+    p.add_argument("--no-warm-start", action="store_true", help="recipe: retrain from scratch each round")
+    p.add_argument("--no-augment", action="store_true", help="recipe: no shifts/flips")
+    p.add_argument("--quick", action="store_true", help="small smoke run (< 5 min on 2 cores): "
+                   + ", ".join(f"{k}={v}" for k, v in QUICK.items()))
+    p.add_argument("--json", type=Path, help="write every number here")
+    p.add_argument("--plot", type=Path, help="write the learning curves (PNG) here")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def _pick(value: object, quick: bool, key: str, default: object) -> object:
+    if value is not None:
+        return value
+    return QUICK.get(key, default) if quick else default
+
+
+def config_from_args(args: argparse.Namespace) -> tuple[object, int | None, int | None]:
+    from lumenal.bench.al import MODAL, Config
+    from lumenal.bench.learner import Recipe
+    from lumenal.ml import strategies
+
+    q = args.quick
+    names = _csv(str(_pick(args.strategies, q, "strategies", ",".join(strategies.names() + [MODAL]))))
+    for name in names:
+        if name != MODAL:
+            strategies.get(name)  # UnknownStrategy (ValueError) names the known ones
+    budget = int(_pick(args.budget, q, "budget", 2000))
+    recipe = Recipe()
+    if args.epochs is not None:
+        recipe = replace(recipe, epochs=args.epochs)
+    if args.min_steps is not None:
+        recipe = replace(recipe, min_steps=args.min_steps)
+    if args.no_warm_start:
+        recipe = replace(recipe, warm_start=False)
+    if args.no_augment:
+        recipe = replace(recipe, augment=False)
+    cfg = Config(strategies=tuple(names),
+                 seeds=tuple(int(s) for s in _csv(str(_pick(args.seeds, q, "seeds", "0,1,2")))),
+                 initial=int(_pick(args.initial, q, "initial", 100)),
+                 batch=int(_pick(args.batch, q, "batch", 100)), budget=budget,
+                 candidates=int(_pick(args.candidates, q, "candidates", 5000)),
+                 mc_samples=int(_pick(args.mc_samples, q, "mc_samples", 20)),
+                 random_max=int(_pick(args.random_max, q, "random_max", 2 * budget)), recipe=recipe)
+    if cfg.initial < 1 or cfg.batch < 1 or cfg.budget < cfg.initial or not cfg.seeds:
+        raise ValueError("need initial >= 1, batch >= 1, budget >= initial and at least one seed")
+    return cfg, _pick(args.pool_size, q, "pool_size", None), _pick(args.test_size, q, "test_size", None)
+
+
+def subset(ds: object, pool_size: int | None, test_size: int | None) -> object:
+    """Fixed-seed subsets so quick runs stay comparable with each other."""
+    import numpy as np
+
+    from lumenal.bench.data import Dataset, stratified_test_mask
+
+    x_pool, y_pool, x_test, y_test = ds.x_pool, ds.y_pool, ds.x_test, ds.y_test
+    if pool_size and pool_size < len(y_pool):
+        keep = np.sort(np.random.default_rng(12345).choice(len(y_pool), pool_size, replace=False))
+        x_pool, y_pool = x_pool[keep], y_pool[keep]
+    if test_size and test_size < len(y_test):
+        mask = stratified_test_mask(y_test, test_size / len(y_test), 54321)
+        x_test, y_test = x_test[mask], y_test[mask]
+    return Dataset(ds.name, ds.class_names, x_pool, y_pool, x_test, y_test)
+
+
+def machine() -> dict[str, object]:
+    cpu = platform.processor() or ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpus": os.cpu_count(), "cpu": cpu, "python": platform.python_version(),
+            "platform": platform.platform(), "gpu": False}
+
+
+def main_al(argv: list[str]) -> int:
+    args = al_parser().parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from lumenal.bench import al, data, report
+
+    try:
+        cfg, pool_size, test_size = config_from_args(args)
+        ds = data.load(args.dataset, args.image_size, args.channels)
+    except ValueError as exc:  # DatasetError, UnknownStrategy, bad numbers
+        print(f"lumenal bench al: {exc}", file=sys.stderr)
+        return 2
+    ds = subset(ds, pool_size, test_size)
+    print(f"dataset {ds.name}: pool {len(ds.y_pool)}, test {len(ds.y_test)}, "
+          f"{len(ds.class_names)} classes, {ds.input_size}x{ds.input_size}x{ds.channels}")
+    print(f"strategies: {', '.join(cfg.strategies)}; seeds {list(cfg.seeds)}; "
+          f"initial {cfg.initial}, batch {cfg.batch}, budget {cfg.budget}, candidates {cfg.candidates}")
+    started = time.time()
+    results = al.run_all(ds, cfg, progress=not args.no_progress)
+    summary = report.summarize(results, cfg)
+    print(report.table(summary, cfg))
+    elapsed = time.time() - started
+    print(f"\ntotal {elapsed / 60:.1f} min")
+    doc = {"benchmark": "al", "argv": ["lumenal", "bench", "al", *argv], "dataset": ds.describe(),
+           "config": cfg.to_dict(), "machine": machine(), "started": started, "elapsed_s": elapsed,
+           **summary, "runs": report.raw(results)}
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(doc, indent=1))
+        print(f"wrote {args.json}")
+    if args.plot:
+        report.plot(summary, cfg, args.plot,
+                    f"{ds.name}: test accuracy vs labels ({len(cfg.seeds)} seeds, band = min-max)")
+        print(f"wrote {args.plot}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help"):
+        print("usage: lumenal bench {al|system} [options]\n\n"
+              "  al      label efficiency: Lumenal strategies vs random vs modAL (simulated oracle)\n"
+              "  system  throughput and latency of the running stack vs the hardware's limit")
+        return 0
+    if argv[0] == "al":
+        return main_al(argv[1:])
+    if argv[0] == "system":
+        from lumenal.bench import system
+
+        return system.main(argv[1:])
+    print(f"lumenal bench: unknown benchmark {argv[0]!r} (al or system)", file=sys.stderr)
+    return 2
