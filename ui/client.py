@@ -207,12 +207,8 @@ class Client:
         return self.call(TRAINING, "Rollback", training_pb2.RollbackRequest(version=version), timeout_s=120)
 
 
-def chunks(read: Callable[[int], bytes], size: int, on_chunk: Callable[[int], None] | None = None) -> Iterator[bytes]:
-    """Read ``read(size)`` until empty, reporting bytes sent so far to ``on_chunk``."""
-    sent = 0
+def chunks(read: Callable[[int], bytes], size: int) -> Iterator[bytes]:
+    """``read(size)`` blocks until empty: a file streams without being copied whole."""
     while block := read(size):
-        sent += len(block)
-        if on_chunk:
-            on_chunk(sent)
         yield block
 

@@ -311,3 +311,22 @@ def test_admin_page_refuses_non_admin_even_if_opened(stack: ui_fakes.FakeStack) 
     at.run()
     assert "This page is for admins" in texts(at)
     assert not stack.rec.of("TriggerRetrain")
+
+
+def test_expired_or_forged_token_sends_the_user_back_to_login(stack: ui_fakes.FakeStack) -> None:
+    at = AppTest.from_file(APP, default_timeout=30)
+    at.session_state["token"] = "forged.token"
+    at.session_state["user"] = session.User("alice", "Alice", "annotator")
+    at.run()
+    assert not at.exception
+    assert "token" not in at.session_state
+    assert "Your session ended (invalid token signature)" in texts(at)
+    assert at.text_input(key="login_username")
+
+
+def test_admin_exports_labels(stack: ui_fakes.FakeStack) -> None:
+    at = app_as(stack, "root", "views/admin.py")
+    at.button(key="export").click().run()
+    assert not at.exception
+    assert at.session_state["export_file"].filename == "labels.csv"
+    assert any(b.label == "Download labels.csv" for b in at.get("download_button"))
