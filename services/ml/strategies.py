@@ -345,13 +345,18 @@ class DiverseUncertaintyStrategy:
     The prefilter keeps only informative rows; the weighted k-center then
     spreads the batch so k near-identical frames (consecutive video frames)
     are not all chosen. ``prefilter`` = max(``prefilter_factor`` * k, ``min_prefilter``).
+    Measured on Fashion-MNIST (logistic regression on PCA-64, 10k candidates,
+    100 + 100/round, 2 seeds): a 2k prefilter with min-max weights matched plain
+    margin (0.807 vs 0.810 at 1,000 labels; random 0.785), while a 10k
+    prefilter or relative (ratio) weights lost 1-2 points.
     """
 
     name: str
     base: str = "margin"
-    prefilter_factor: int = 10
+    prefilter_factor: int = 2
     min_prefilter: int = 200
     max_labeled: int = 1_000
+    weight_power: float = 1.0
 
     def select(self, pool: Pool, k: int, rng: np.random.Generator) -> np.ndarray:
         _check_k(k)
@@ -362,7 +367,8 @@ class DiverseUncertaintyStrategy:
         if rows.shape[0] == 0:
             return rows
         w = score[rows]
-        w = (w - w.min()) / (np.ptp(w) + EPS) + 0.05  # keep weights positive so distance still counts
+        # min-max scaled (+0.05 so distance still counts): a strong pull towards the most uncertain
+        w = ((w - w.min()) / (np.ptp(w) + EPS) + 0.05) ** self.weight_power
         picked = greedy_kcenter(emb[rows], k, _sample_labeled(pool, self.max_labeled, rng), rng, weights=w)
         return rows[picked]
 
