@@ -11,16 +11,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 
-import numpy as np
-from tqdm import tqdm
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as the service runs (see __main__.py)
 
-from lumenal.core import auth, grpc_server
-from lumenal.core.config import from_env
+import numpy as np  # noqa: E402
+from tqdm import tqdm  # noqa: E402
 
-from .pool import PoolIndex, ScoreSet
-from .settings import InferenceSettings
+from lumenal.core import auth, grpc_server  # noqa: E402
+from lumenal.core.config import from_env  # noqa: E402
+
+from .pool import PoolIndex, ScoreSet  # noqa: E402
+from .settings import InferenceSettings  # noqa: E402
 
 
 def rss_bytes() -> int:
