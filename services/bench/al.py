@@ -12,16 +12,23 @@ inference service calls them (``lumenal.ml.strategies`` on a ``Pool`` filled by
 
 from __future__ import annotations
 
+import logging
 import time
 import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 from sklearn.metrics import f1_score
 
 from lumenal.bench.data import Dataset
-from lumenal.bench.learner import KerasLearner, Recipe
+from lumenal.bench.recipe import Recipe
+
+if TYPE_CHECKING:
+    from lumenal.bench.learner import KerasLearner
+
+log = logging.getLogger(__name__)
 
 MODAL = "modal_uncertainty"
 CHECKPOINTS = (300, 500, 1000, 1500, 2000)
@@ -150,6 +157,8 @@ def evaluate(learner: KerasLearner, ds: Dataset) -> tuple[float, float]:
 def run_one(ds: Dataset, cfg: Config, name: str, seed: int,
             on_round: Callable[[Round], None] = lambda r: None) -> RunResult:
     """One strategy, one seed: label until the budget (random: until the top threshold too)."""
+    from lumenal.bench.learner import KerasLearner
+
     learner = KerasLearner(model_spec(ds, cfg), cfg.recipe, seed)
     driver = ModalDriver(learner, ds) if name == MODAL else LumenalDriver(name, learner, ds, cfg)
     labeled = initial_labels(ds, cfg, seed)
@@ -179,6 +188,7 @@ def run_one(ds: Dataset, cfg: Config, name: str, seed: int,
             is_labeled[new] = True
             labeled = np.concatenate([labeled, new])
         rounds.append(Round(n, acc, f1, t1 - t0, select_s, t2 - t1))
+        log.info("round", extra={"strategy": name, "seed": seed, **vars(rounds[-1])})
         on_round(rounds[-1])
         if done or is_labeled.all():
             return RunResult(name, seed, rounds)

@@ -60,7 +60,7 @@ def _pick(value: object, quick: bool, key: str, default: object) -> object:
 
 def config_from_args(args: argparse.Namespace) -> tuple[object, int | None, int | None]:
     from lumenal.bench.al import MODAL, Config
-    from lumenal.bench.learner import Recipe
+    from lumenal.bench.recipe import Recipe
     from lumenal.ml import strategies
 
     q = args.quick
@@ -131,6 +131,10 @@ def main_al(argv: list[str]) -> int:
         print(f"lumenal bench al: {exc}", file=sys.stderr)
         return 2
     ds = subset(ds, pool_size, test_size)
+    if args.no_progress:  # one JSON line per round instead of the bar
+        from lumenal.core import logs
+
+        logs.setup("bench")
     print(f"dataset {ds.name}: pool {len(ds.y_pool)}, test {len(ds.y_test)}, "
           f"{len(ds.class_names)} classes, {ds.input_size}x{ds.input_size}x{ds.channels}")
     print(f"strategies: {', '.join(cfg.strategies)}; seeds {list(cfg.seeds)}; "

@@ -1,0 +1,65 @@
+"""The shared training recipe (numpy only, so importing it never loads TensorFlow)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How a model is (re)trained on the labeled set after each round.
+
+    - ``warm_start``: keep the previous round's weights and fine-tune, so a round
+      costs a few epochs instead of a full training from scratch;
+    - ``epochs`` passes over the labeled set per round, but at least
+      ``min_steps`` gradient steps (100 labels are only two batches);
+    - ``augment``: random shifts of up to ``shift`` pixels and horizontal flips
+      (label-preserving for garments and for capsule frames);
+    - cosine learning-rate decay from ``learning_rate`` within each round, so
+      every round ends at a settled minimum;
+    - ``class_balance``: inverse-frequency class weights (the labeled set of an
+      uncertainty strategy is rarely balanced).
+    """
+
+    epochs: int = 4
+    min_steps: int = 120
+    batch_size: int = 64
+    learning_rate: float = 2e-3
+    min_lr_fraction: float = 0.05
+    warm_start: bool = True
+    augment: bool = True
+    shift: int = 2
+    flip: bool = True
+    class_balance: bool = True
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def augment(x: np.ndarray, rng: np.random.Generator, shift: int, flip: bool) -> np.ndarray:
+    """Random translation (zero padding) and horizontal flip, per image, in numpy."""
+    n, h, w, _ = x.shape
+    out = x.copy()
+    if flip:
+        flips = rng.random(n) < 0.5
+        out[flips] = out[flips, :, ::-1]
+    if shift > 0:
+        padded = np.pad(out, ((0, 0), (shift, shift), (shift, shift), (0, 0)))
+        dy = rng.integers(0, 2 * shift + 1, n)
+        dx = rng.integers(0, 2 * shift + 1, n)
+        for oy in range(2 * shift + 1):
+            for ox in range(2 * shift + 1):
+                sel = np.flatnonzero((dy == oy) & (dx == ox))
+                if sel.size:
+                    out[sel] = padded[sel, oy:oy + h, ox:ox + w]
+    return out
+
+
+def class_weights(y: np.ndarray, num_classes: int) -> dict[int, float]:
+    counts = np.bincount(y, minlength=num_classes).astype(np.float64)
+    present = counts > 0
+    weights = np.ones(num_classes)
+    weights[present] = counts[present].sum() / (present.sum() * counts[present])
+    return {c: float(w) for c, w in enumerate(weights)}
