@@ -67,7 +67,7 @@ def seed(db_url: str, annotators: int, frames: int, classes: list[str], settings
 
 
 def _annotate(target: str, name: str, classes: list[str], out: Outcome, rng: random.Random,
-              skip_p: float, dup_p: float) -> None:
+              skip_p: float, dup_p: float, think_s: float) -> None:
     with grpc.insecure_channel(target) as ch:
         stub = labels_pb2_grpc.LabelsServiceStub(ch)
         token = stub.Login(labels_pb2.LoginRequest(username=name, password=PASSWORD), timeout=30).token
@@ -106,13 +106,16 @@ def _annotate(target: str, name: str, classes: list[str], out: Outcome, rng: ran
                     out.duplicates += 1
                     if not again.duplicate or again.label_id != resp.label_id:
                         out.errors.append(f"{name} duplicate submit was counted twice")
+            if think_s > 0:  # looking at the next frame (mean think_s)
+                time.sleep(rng.uniform(0, 2 * think_s))
 
 
 def run_annotators(target: str, names: list[str], classes: list[str], skip_p: float = 0.05,
-                   dup_p: float = 0.1, seed_: int = 0) -> Outcome:
+                   dup_p: float = 0.1, seed_: int = 0, think_s: float = 0.0) -> Outcome:
+    """Run one thread per annotator until no frame is left; ``think_s`` = mean pause per frame."""
     out = Outcome()
     threads = [threading.Thread(target=_annotate, args=(target, n, classes, out, random.Random(seed_ + i),
-                                                        skip_p, dup_p), name=n)
+                                                        skip_p, dup_p, think_s), name=n)
                for i, n in enumerate(names)]
     for t in threads:
         t.start()
@@ -192,6 +195,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--annotators", type=int, default=20)
     p.add_argument("--frames", type=int, default=600)
     p.add_argument("--overlap", type=float, default=0.2)
+    p.add_argument("--think-s", type=float, default=0.0,
+                   help="mean pause per frame (0 = back-to-back requests: a saturation test)")
     args = p.parse_args(argv)
     tmp = Path(tempfile.mkdtemp(prefix="lumenal-labels-load-"))
     db_url = args.db_url or f"sqlite:///{tmp}/labels.db"
@@ -204,12 +209,13 @@ def main(argv: list[str] | None = None) -> int:
     proc, target = start_server(db_url, {**os.environ, **env}, tmp)
     try:
         start = time.perf_counter()
-        out = run_annotators(target, names, settings.class_list())
+        out = run_annotators(target, names, settings.class_list(), think_s=args.think_s)
         wall = time.perf_counter() - start
     finally:
         proc.stop()
     report = check(db_url, out)
-    report.update({"db": db_url.split(":", 1)[0], "annotators": args.annotators, "wall_s": round(wall, 2),
+    report.update({"db": db_url.split(":", 1)[0], "annotators": args.annotators, "think_s": args.think_s,
+                   "wall_s": round(wall, 2),
                    "pairs_per_s": round(len(out.latencies_ms) / wall, 1)})
     print(json.dumps(report, indent=1))
     return 1 if report["problems"] else 0

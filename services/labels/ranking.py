@@ -36,6 +36,10 @@ class Ranker:
                 self._stub = inference_pb2_grpc.InferenceServiceStub(grpc_server.channel(self.addr))
             return self._stub
 
+    def available(self) -> bool:
+        """False while the breaker is open after a failure (skip the call and its preparation)."""
+        return time.monotonic() >= self._open_until
+
     def top(self, k: int, strategy: str, exclude: list[str]) -> list[common_pb2.FrameScore] | None:
         """The k most informative frames, best first; None when inference is unavailable."""
         if time.monotonic() < self._open_until:

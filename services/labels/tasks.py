@@ -200,20 +200,26 @@ class Tasks:
     # -- leases ----------------------------------------------------------------
     def next_task(self, annotator: str) -> labels_pb2.Task:
         """The caller's current lease, else a new lease on the best free frame."""
+        for _ in range(3):
+            try:
+                return self._next_task(annotator)
+            except IntegrityError:  # the same annotator won a concurrent NextTask: answer with that lease
+                continue
+        return self._next_task(annotator)
+
+    def _next_task(self, annotator: str) -> labels_pb2.Task:
         project = self.project()
         with self.db.read() as s:
             overdue = s.scalar(sa.select(m.Lease.id).where(m.Lease.state == "active",
                                                            m.Lease.expires_at < self.clock()).limit(1))
-            lease = s.scalar(sa.select(m.Lease).where(m.Lease.active_annotator == annotator))
-            if lease is not None and overdue is None:
-                return self._task(s, lease, project)
+            if overdue is None and (current := self._current(s, annotator, project)) is not None:
+                return current
         if overdue is not None:
             self.db.write(self._reap)
             with self.db.read() as s:
-                lease = s.scalar(sa.select(m.Lease).where(m.Lease.active_annotator == annotator))
-                if lease is not None:
-                    return self._task(s, lease, project)
-        if self.ranker is not None:
+                if (current := self._current(s, annotator, project)) is not None:
+                    return current
+        if self.ranker is not None and self.ranker.available():
             with self.db.read() as s:
                 exclude = self._exclusions(s, annotator)
             ranked = self.ranker.top(self.topk, project.strategy, exclude)
@@ -226,6 +232,11 @@ class Tasks:
             raise NotFound("no frame is waiting for you: every frame is labeled, leased to others, "
                            "or already answered by you")
         return task
+
+    def _current(self, s: Session, annotator: str, project: ProjectConfig) -> labels_pb2.Task | None:
+        row = s.execute(sa.select(m.Lease, m.Frame).join(m.Frame, m.Frame.frame_id == m.Lease.frame_id)
+                        .where(m.Lease.active_annotator == annotator)).first()
+        return self._task(row[0], row[1], project) if row else None
 
     def _reap(self, s: Session) -> None:
         """Expire overdue leases and give their slots back to the pool."""
@@ -263,7 +274,7 @@ class Tasks:
         scores = {sc.frame_id: sc for sc in ranked} if ranked is not None else None
         tried: set[str] = set()
         for _ in range(MAX_ATTEMPTS):
-            q = sa.select(m.Frame.frame_id).where(
+            q = sa.select(m.Frame).where(
                 m.Frame.status == "open", m.Frame.held < sa.func.coalesce(m.Frame.required, 1),
                 ~self._mine(annotator))
             if tried:
@@ -273,48 +284,45 @@ class Tasks:
             else:
                 rank = {frame_id: i for i, frame_id in enumerate(scores)}
                 q = q.where(m.Frame.frame_id.in_(list(scores))).order_by(sa.case(rank, value=m.Frame.frame_id))
-            frame_id = s.scalar(q.limit(1).with_for_update(skip_locked=True, of=m.Frame))
-            if frame_id is None:
+            frame = s.scalar(q.limit(1).with_for_update(skip_locked=True, of=m.Frame))
+            if frame is None:
                 return None
-            lease = self._take(s, annotator, frame_id, project, source, (scores or {}).get(frame_id))
+            lease = self._take(s, annotator, frame, project, source, (scores or {}).get(frame.frame_id))
             if lease is not None:
                 LEASES.labels(source).inc()
-                return self._task(s, lease, project)
-            mine = s.scalar(sa.select(m.Lease).where(m.Lease.active_annotator == annotator))
-            if mine is not None:  # a concurrent call of the same annotator won: same task
-                return self._task(s, mine, project)
-            tried.add(frame_id)
+                return self._task(lease, frame, project)
+            tried.add(frame.frame_id)
         return None
 
-    def _take(self, s: Session, annotator: str, frame_id: str, project: ProjectConfig, source: str,
+    def _take(self, s: Session, annotator: str, frame: m.Frame, project: ProjectConfig, source: str,
               score: common_pb2.FrameScore | None) -> m.Lease | None:
-        """Claim one slot of the frame, atomically; None when it is taken."""
-        required = required_answers(frame_id, project.overlap_fraction, project.overlap_k)
-        now = self.clock()
-        try:
-            with s.begin_nested():
-                claimed = s.execute(
-                    sa.update(m.Frame)
-                    .where(m.Frame.frame_id == frame_id, m.Frame.status == "open",
-                           m.Frame.held < sa.func.coalesce(m.Frame.required, required))
-                    .values(held=m.Frame.held + 1, required=sa.func.coalesce(m.Frame.required, required))
-                    .returning(m.Frame.required)
-                    .execution_options(synchronize_session=False)).scalar()
-                if claimed is None:
-                    return None
-                lease = m.Lease(id=uuid.uuid4().hex, frame_id=frame_id, annotator=annotator,
-                                created_at=now, expires_at=now + project.lease_ttl_s, state="active",
-                                source=source, overlap=claimed > 1, active_annotator=annotator,
-                                annotator_key=f"{frame_id}#{annotator}",
-                                score=score.SerializeToString() if score is not None else None)
-                s.add(lease)
-                s.flush()
-                return lease
-        except IntegrityError:
-            return None
+        """Claim one slot of the frame atomically; None when it is taken.
 
-    def _task(self, s: Session, lease: m.Lease, project: ProjectConfig) -> labels_pb2.Task:
-        frame = s.scalar(sa.select(m.Frame).where(m.Frame.frame_id == lease.frame_id))
+        A unique-key conflict (this annotator got a lease concurrently) aborts the
+        transaction with IntegrityError; ``next_task`` then returns that lease.
+        """
+        required = required_answers(frame.frame_id, project.overlap_fraction, project.overlap_k)
+        now = self.clock()
+        claimed = s.execute(
+            sa.update(m.Frame)
+            .where(m.Frame.frame_id == frame.frame_id, m.Frame.status == "open",
+                   m.Frame.held < sa.func.coalesce(m.Frame.required, required))
+            .values(held=m.Frame.held + 1, required=sa.func.coalesce(m.Frame.required, required))
+            .returning(m.Frame.required)
+            .execution_options(synchronize_session=False)).scalar()
+        if claimed is None:
+            return None
+        lease = m.Lease(id=uuid.uuid4().hex, frame_id=frame.frame_id, annotator=annotator, created_at=now,
+                        expires_at=now + project.lease_ttl_s, state="active", source=source,
+                        overlap=claimed > 1, active_annotator=annotator,
+                        annotator_key=f"{frame.frame_id}#{annotator}",
+                        score=score.SerializeToString() if score is not None else None)
+        s.add(lease)
+        s.flush()
+        return lease
+
+    @staticmethod
+    def _task(lease: m.Lease, frame: m.Frame, project: ProjectConfig) -> labels_pb2.Task:
         task = labels_pb2.Task(lease_id=lease.id, frame_id=lease.frame_id, expires_at=_ts(lease.expires_at),
                                overlap=lease.overlap, source=lease.source, frame=frame_meta(frame))
         if lease.score and not project.hide_predictions:

@@ -39,6 +39,9 @@ class FakeRanker:
     def __init__(self, order: list[str] | None) -> None:
         self.order, self.calls = order, []
 
+    def available(self) -> bool:
+        return True
+
     def top(self, k, strategy, exclude):  # noqa: ANN001, ANN201
         self.calls.append((k, strategy, list(exclude)))
         if self.order is None:
