@@ -192,6 +192,10 @@ class Tasks:
                  "source": f.source, "ingested_at": now, "status": "open", "held": 0, "answers": 0,
                  "adjudication_reason": "", "resolved_by": "", "resolved_votes": 0,
                  "resolved_request_id": ""} for f in frames if f.frame_id]
+        too_long = [r["frame_id"] for r in rows if len(r["frame_id"]) > 200]
+        if too_long:  # cannot be stored; dropping them keeps the rest of the batch
+            log.error("frame ids longer than 200 characters ignored", extra={"frame_ids": too_long[:5]})
+            rows = [r for r in rows if len(r["frame_id"]) <= 200]
         if not rows:
             return 0
         stmt = _insert(self.db.dialect)(m.Frame).on_conflict_do_nothing(index_elements=["frame_id"])
