@@ -245,7 +245,8 @@ def encode_kept(kept: KeptFrame, fmt: str, quality: int) -> tuple[bytes, str]:
     im = kept.image
     if im is None:
         assert kept.frame is not None
-        im = Image.fromarray(kept.frame.to_ndarray(format="rgb24"))
+        # Bilinear chroma upsampling: a third of the CPU of swscale's default (bicubic).
+        im = Image.fromarray(kept.frame.reformat(format="rgb24", interpolation="BILINEAR").to_ndarray())
     return encode(im, fmt, quality)
 
 
