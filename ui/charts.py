@@ -21,19 +21,28 @@ def probabilities(class_names: Sequence[str], probs: Sequence[float], top: int =
     names = [class_names[i] if i < len(class_names) else f"class {i}" for i in range(len(probs))]
     df = pd.DataFrame({"class": names, "p": [float(p) for p in probs]}).nlargest(top, "p")
     return alt.Chart(df).mark_bar(color=ACCENT, cornerRadiusEnd=3).encode(
-        x=alt.X("p:Q", title="probability", scale=alt.Scale(domain=[0, 1])),
+        x=alt.X("p:Q", title=None, scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%", tickCount=5)),
         y=alt.Y("class:N", sort="-x", title=None),
         tooltip=["class", alt.Tooltip("p:Q", format=".3f")],
-    ).properties(height=alt.Step(26))
+    ).properties(height=alt.Step(20))
 
 
-def labels_over_time(rows: Iterable[tuple[str, str, int]]) -> alt.Chart:
-    """Stacked bars: labels per day, coloured by annotator."""
+def labels_over_time(rows: Iterable[tuple[str, str, int]], min_days: int = 7) -> alt.Chart:
+    """Stacked bars: labels per day (UTC ``YYYY-MM-DD``), coloured by annotator.
+
+    Days without labels are shown as gaps, over at least ``min_days`` days, so a
+    young project is not one wide block."""
     df = pd.DataFrame(list(rows), columns=["day", "annotator", "labels"])
+    if not df.empty:
+        last = pd.to_datetime(df["day"]).max()
+        first = min(pd.to_datetime(df["day"]).min(), last - pd.Timedelta(days=min_days - 1))
+        missing = sorted(set(pd.date_range(first, last).strftime("%Y-%m-%d")) - set(df["day"]))
+        df = pd.concat([df, pd.DataFrame({"day": missing, "annotator": df["annotator"].iloc[0], "labels": 0})])
     return alt.Chart(df).mark_bar().encode(
-        x=alt.X("day:O", title=None, sort="ascending", axis=alt.Axis(labelAngle=0)),
+        x=alt.X("day:O", title=None, sort="ascending", axis=alt.Axis(labelAngle=-30)),
         y=alt.Y("sum(labels):Q", title="labels"),
-        color=alt.Color("annotator:N", legend=alt.Legend(orient="bottom", title=None)),
+        color=alt.Color("annotator:N", scale=alt.Scale(scheme="tableau10"),
+                        legend=alt.Legend(orient="bottom", title=None)),
         tooltip=["day", "annotator", "labels"],
     ).properties(height=260)
 

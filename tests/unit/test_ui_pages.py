@@ -119,7 +119,7 @@ def test_label_page_shows_frame_classes_shortcuts_and_prediction(stack: ui_fakes
     assert len(at.get("image")) == 1  # the frame
     assert stack.rec.of("GetFrame")[0].frame_id == "vid1:000000"
     page = texts(at)
-    assert "Model prediction" in page and "ulcer" in page  # predicted class 1
+    assert "Model prediction" in page and "**ulcer** (55%)" in page  # predicted class 1, p=0.55
     assert "**1** normal" in page and "**S** skip" in page
     assert "All time 47" in page and "Today 17" in page
 

@@ -110,3 +110,11 @@ def test_histogram_uses_the_service_bins() -> None:
 def test_upload_progress_covers_upload_then_decode(progress: storage_pb2.IngestProgress, expected: float) -> None:
     frac, text = progress_fraction(progress, 1000)
     assert frac == pytest.approx(expected) and text
+
+
+def test_labels_over_time_fills_a_week_of_days() -> None:
+    spec = charts.labels_over_time([("2026-11-20", "ana", 3), ("2026-11-22", "ben", 5)]).to_dict()
+    rows = next(iter(spec["datasets"].values()))
+    days = sorted({r["day"] for r in rows})
+    assert days[0] == "2026-11-16" and days[-1] == "2026-11-22" and len(days) == 7
+    assert sum(r["labels"] for r in rows) == 8

@@ -99,7 +99,7 @@ def learning_curve(models: training_pb2.ListModelsResponse) -> None:
     if not metrics:
         st.caption("The published models carry no metrics.")
         return
-    preferred = next((m for m in ("val_accuracy", "accuracy", "val_macro_f1") if m in metrics), metrics[0])
+    preferred = next((m for m in ("macro_f1", "val_macro_f1", "val_accuracy", "accuracy") if m in metrics), metrics[0])
     metric = st.selectbox("Metric", metrics, index=metrics.index(preferred), key="curve_metric")
     serving = models.serving_version
     points = sorted((m.version, m.metrics[metric], m.train_labels, m.version == serving or m.serving,
@@ -122,7 +122,9 @@ def training_status(status: training_pb2.TrainingStatus) -> None:
     if status.last.run_id:
         run = status.last
         verdict = _RUN_STATES.get(run.state, "?")
-        detail = ", ".join(f"{k} {v:.3f}" for k, v in sorted(run.metrics.items()))
+        shown = [k for k in ("macro_f1", "accuracy", "val_accuracy") if k in run.metrics][:2]
+        detail = ", ".join(f"{k} {run.metrics[k]:.3f}" for k in shown)
+        detail += f" · {run.train_labels} labels · {run.duration_s:.0f} s"
         st.caption(f"Last run `{run.run_id}`: **{verdict}** v{run.version} · {detail}"
                    + (f" · {run.gate}" if run.gate else "") + (f" · error: {run.error}" if run.error else ""))
 

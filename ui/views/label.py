@@ -120,8 +120,8 @@ def prediction_panel(task: labels_pb2.Task, project: labels_pb2.Project) -> None
         return
     classes = list(project.class_names)
     guess = classes[score.predicted_class] if score.predicted_class < len(classes) else f"class {score.predicted_class}"
-    st.markdown("#### Model prediction")
-    st.metric("Predicted class", guess, help=f"model {score.model_name} v{score.model_version}")
+    top = max(score.probabilities)
+    st.markdown(f"#### Model prediction\n**{guess}** ({top:.0%}) · :gray[model v{score.model_version}]")
     st.altair_chart(charts.probabilities(classes, list(score.probabilities)), width="stretch")
     a, b, d = st.columns(3)
     a.metric("Entropy", f"{score.entropy:.2f}", help="predictive entropy (nats); higher = less sure")
@@ -165,10 +165,10 @@ def main() -> None:
     image_col, side_col = st.columns([3, 2], gap="large")
     with image_col:
         frame_panel(c, task)
+        progress_panel(c, u.username)
     with side_col:
         answer_panel(c, task, list(project.class_names))
         prediction_panel(task, project)
-        progress_panel(c, u.username)
 
 
 main()
