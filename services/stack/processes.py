@@ -87,13 +87,19 @@ class ManagedProcess:
     def returncode(self) -> int | None:
         return self.popen.poll() if self.popen else None
 
+    def terminate(self) -> None:
+        """Ask the process group to stop (``stop`` waits for it)."""
+        if self.alive():
+            assert self.popen is not None
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.popen.pid, self.stop_signal)
+
     def stop(self, timeout_s: float = 15) -> None:
         """Signal the process group, wait, then kill what is left."""
         if not self.alive():
             return
         assert self.popen is not None
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.popen.pid, self.stop_signal)
+        self.terminate()
         try:
             self.popen.wait(timeout_s)
         except subprocess.TimeoutExpired:

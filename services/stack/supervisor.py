@@ -125,10 +125,15 @@ class Stack:
         self._write_state(ready=False)
         self._start_s3()
         self._start_kafka()
+        # Start every service, then wait for each: their start-up (mostly
+        # importing TensorFlow) overlaps instead of adding up.
         for comp in self.services:
             self._start_service(comp)
         if self.with_ui and ui_app().exists():
             self._start_ui()
+        for name, run in self.running.items():
+            if run.kind != "infra":
+                self._wait_healthy(name)
         self._write_state(ready=True)
 
     def _add(self, name: str, run: Running) -> None:
@@ -155,14 +160,12 @@ class Stack:
         proc = ManagedProcess(comp.name, [sys.executable, "-m", comp.module],
                               self.home / "logs" / f"{comp.name}.log", env=self.child_env(comp))
         self._add(comp.name, Running(proc.start(), "service", port, f"grpc:127.0.0.1:{port}"))
-        self._wait_healthy(comp.name)
 
     def _start_ui(self) -> None:
         proc = ManagedProcess("ui", ui_argv(sys.executable, self.ui_port), self.home / "logs" / "ui.log",
                               env=self.child_env())
         url = f"http://127.0.0.1:{self.ui_port}/_stcore/health"
         self._add("ui", Running(proc.start(), "ui", self.ui_port, f"http:{url}"))
-        self._wait_healthy("ui")
 
     def _wait_healthy(self, name: str) -> None:
         run = self.running[name]
@@ -188,10 +191,13 @@ class Stack:
         self._write_state(ready=True)
 
     def stop(self) -> None:
-        """Reverse start order; infrastructure last so services flush first."""
-        for name in reversed(list(self.running)):
+        """Services and UI together (each drains in-flight work), then the broker, then S3."""
+        apps = [n for n, r in self.running.items() if r.kind != "infra"]
+        for name in apps:
+            self.running[name].proc.terminate()
+        for name in [*apps, *reversed([n for n in self.running if n not in apps])]:
             run = self.running[name]
-            run.proc.stop(timeout_s=20 if run.kind == "infra" else 15)
+            run.proc.stop(timeout_s=20)
             log.info("stopped", extra={"component": name})
         self._remove_stale_sockets()
         state.remove(self.home)
