@@ -35,6 +35,10 @@ USER_ROLES = (auth.ANNOTATOR, auth.REVIEWER, auth.ADMIN)
 _USERNAME = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
 MIN_PASSWORD = 8
 _hasher = PasswordHasher()
+# Built once: this runs on every authenticated call.
+_SESSION_CHECK = (sa.select(m.Session.revoked_at, m.Annotator.role, m.Annotator.active)
+                  .join(m.Annotator, m.Annotator.username == m.Session.username)
+                  .where(m.Session.id == sa.bindparam("sid"), m.Session.username == sa.bindparam("sub")))
 
 
 def hash_password(password: str) -> str:
@@ -169,10 +173,8 @@ class Accounts:
         p = auth.verify_token(self.secret, token)
         if p.role == auth.SERVICE:
             return p  # service tokens are stateless (no login, no session row)
-        with self.db.read() as s:
-            row = s.execute(sa.select(m.Session.revoked_at, m.Annotator.role, m.Annotator.active)
-                            .join(m.Annotator, m.Annotator.username == m.Session.username)
-                            .where(m.Session.id == p.session_id, m.Session.username == p.subject)).first()
+        with self.db.read_conn() as conn:
+            row = conn.execute(_SESSION_CHECK, {"sid": p.session_id, "sub": p.subject}).first()
         if row is None:
             raise Unauthenticated("unknown session: log in again")
         revoked_at, role, active = row

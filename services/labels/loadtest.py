@@ -67,11 +67,12 @@ def seed(db_url: str, annotators: int, frames: int, classes: list[str], settings
 
 
 def _annotate(target: str, name: str, classes: list[str], out: Outcome, rng: random.Random,
-              skip_p: float, dup_p: float, think_s: float) -> None:
+              skip_p: float, dup_p: float, think_s: float, ready: threading.Barrier) -> None:
     with grpc.insecure_channel(target) as ch:
         stub = labels_pb2_grpc.LabelsServiceStub(ch)
         token = stub.Login(labels_pb2.LoginRequest(username=name, password=PASSWORD), timeout=30).token
         md = auth.metadata(token)
+        ready.wait()  # logins (argon2: slow and memory-hard by design) stay out of the measurement
         idle = 0
         while idle < 3:  # others may still skip frames back into the pool: look again briefly
             start = time.perf_counter()
@@ -114,8 +115,9 @@ def run_annotators(target: str, names: list[str], classes: list[str], skip_p: fl
                    dup_p: float = 0.1, seed_: int = 0, think_s: float = 0.0) -> Outcome:
     """Run one thread per annotator until no frame is left; ``think_s`` = mean pause per frame."""
     out = Outcome()
+    ready = threading.Barrier(len(names))
     threads = [threading.Thread(target=_annotate, args=(target, n, classes, out, random.Random(seed_ + i),
-                                                        skip_p, dup_p, think_s), name=n)
+                                                        skip_p, dup_p, think_s, ready), name=n)
                for i, n in enumerate(names)]
     for t in threads:
         t.start()
@@ -180,6 +182,12 @@ def start_server(db_url: str, env: dict[str, str], log_dir: Path):  # noqa: ANN2
     return proc.start().wait_ready(60), f"127.0.0.1:{port}"
 
 
+def cpu_seconds(pid: int) -> float:
+    """User+system CPU time of a process (Linux /proc): load-independent cost per request."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _healthy(target: str) -> bool:
     grpc_server.wait_healthy(target, timeout_s=1)
     return True
@@ -208,15 +216,17 @@ def main(argv: list[str] | None = None) -> int:
     names = seed(db_url, args.annotators, args.frames, settings.class_list(), settings)
     proc, target = start_server(db_url, {**os.environ, **env}, tmp)
     try:
-        start = time.perf_counter()
+        start, cpu0 = time.perf_counter(), cpu_seconds(proc.pid)
         out = run_annotators(target, names, settings.class_list(), think_s=args.think_s)
-        wall = time.perf_counter() - start
+        wall, cpu = time.perf_counter() - start, cpu_seconds(proc.pid) - cpu0
     finally:
         proc.stop()
     report = check(db_url, out)
     report.update({"db": db_url.split(":", 1)[0], "annotators": args.annotators, "think_s": args.think_s,
                    "wall_s": round(wall, 2),
-                   "pairs_per_s": round(len(out.latencies_ms) / wall, 1)})
+                   "pairs_per_s": round(len(out.latencies_ms) / wall, 1),
+                   "server_cpu_ms_per_pair": round(1000 * cpu / max(1, len(out.latencies_ms)), 2),
+                   "load_avg_1m": os.getloadavg()[0], "cpus": os.cpu_count()})
     print(json.dumps(report, indent=1))
     return 1 if report["problems"] else 0
 

@@ -220,7 +220,7 @@ def serve(settings: LabelsSettings, port: int | None = None, metrics_port: int |
         "labels", listen_port(settings.labels_addr) if port is None else port,
         [(labels_pb2_grpc.add_LabelsServiceServicer_to_server, app.servicer(), "lumenal.v1.LabelsService")],
         metrics_port=settings.metrics_port if metrics_port is None else metrics_port,
-        probe=app.db.healthy, host=settings.bind_host)
+        probe=app.db.healthy, host=settings.bind_host, max_workers=settings.grpc_workers)
     server.on_stop.append(app.stop)
     return server, app
 

@@ -33,6 +33,9 @@ class LabelsSettings(CommonSettings):
     outbox_interval_s: float = env("LUMENAL_LABELS_OUTBOX_INTERVAL_S", 0.2)
     consumer_session_ms: int = env("LUMENAL_LABELS_CONSUMER_SESSION_MS", 10000)
     db_pool_size: int = env("LUMENAL_LABELS_DB_POOL_SIZE", 20)
+    # Handler threads. More than a few only adds GIL contention (the work is CPU-bound Python);
+    # extra calls wait in gRPC's queue instead.
+    grpc_workers: int = env("LUMENAL_LABELS_GRPC_WORKERS", 32)
 
     def database_url(self) -> str:
         return self.db_url or f"sqlite:///{lumenal_home() / 'labels.db'}"

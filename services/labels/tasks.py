@@ -47,6 +47,13 @@ KIND_ENUM = {v: k for k, v in KINDS.items()}
 MAX_ATTEMPTS = 20
 MAX_EXCLUDE = 5000
 PROJECT_CACHE_S = 2.0
+# Hot statements built once (building a statement costs about as much as running it).
+_OVERDUE = sa.select(m.Lease.id).where(m.Lease.state == "active",
+                                       m.Lease.expires_at < sa.bindparam("now")).limit(1)
+_CURRENT = (sa.select(m.Lease, m.Frame).join(m.Frame, m.Frame.frame_id == m.Lease.frame_id)
+            .where(m.Lease.active_annotator == sa.bindparam("who")))
+_PREVIOUS = sa.select(m.Label).where(m.Label.annotator == sa.bindparam("who"),
+                                     m.Label.request_id == sa.bindparam("rid"))
 
 
 @dataclass(frozen=True)
@@ -214,8 +221,7 @@ class Tasks:
     def _next_task(self, annotator: str) -> labels_pb2.Task:
         project = self.project()
         with self.db.read() as s:
-            overdue = s.scalar(sa.select(m.Lease.id).where(m.Lease.state == "active",
-                                                           m.Lease.expires_at < self.clock()).limit(1))
+            overdue = s.scalar(_OVERDUE, {"now": self.clock()})
             if overdue is None and (current := self._current(s, annotator, project)) is not None:
                 return current
         if overdue is not None:
@@ -238,8 +244,7 @@ class Tasks:
         return task
 
     def _current(self, s: Session, annotator: str, project: ProjectConfig) -> labels_pb2.Task | None:
-        row = s.execute(sa.select(m.Lease, m.Frame).join(m.Frame, m.Frame.frame_id == m.Lease.frame_id)
-                        .where(m.Lease.active_annotator == annotator)).first()
+        row = s.execute(_CURRENT, {"who": annotator}).first()
         return self._task(row[0], row[1], project) if row else None
 
     def _reap(self, s: Session) -> None:
@@ -385,8 +390,7 @@ class Tasks:
     def _submit(self, s: Session, annotator: str, req: labels_pb2.SubmitLabelRequest,
                 kind: str) -> labels_pb2.SubmitLabelResponse:
         label = req.label if kind == "class" else ""
-        previous = s.scalar(sa.select(m.Label).where(m.Label.annotator == annotator,
-                                                     m.Label.request_id == req.request_id))
+        previous = s.scalar(_PREVIOUS, {"who": annotator, "rid": req.request_id})
         if previous is not None:
             return self._duplicate(s, previous, req, kind, label)
         self._close_lease(s, annotator, req, kind)
