@@ -100,17 +100,14 @@ class LoadedVersion:
     _in_flight: int = 0
     _cond: threading.Condition = field(default_factory=threading.Condition)
 
-    @contextmanager
-    def use(self) -> Iterator[LoadedVersion]:
-        """Count an in-flight request so unloading can wait for it."""
+    def enter(self) -> None:
         with self._cond:
             self._in_flight += 1
-        try:
-            yield self
-        finally:
-            with self._cond:
-                self._in_flight -= 1
-                self._cond.notify_all()
+
+    def exit(self) -> None:
+        with self._cond:
+            self._in_flight -= 1
+            self._cond.notify_all()
 
     def drain(self, timeout_s: float) -> bool:
         with self._cond:
@@ -210,24 +207,40 @@ class ModelManager:
         log.info("config reloaded", extra={"models": names})
 
     # ---- lookups used by the servicers ---------------------------------
-    def resolve(self, name: str, version: int | None, label: str | None) -> LoadedVersion:
-        """The version a request asks for, with TF Serving's error codes."""
-        with self._lock:
-            served = self._served.get(name, {})
-            known = name in self._configs or name in self._states
-            labels = self._labels.get(name, {})
+    def _pick(self, name: str, version: int | None, label: str | None) -> LoadedVersion:
+        """The version a request asks for, with TF Serving's error codes (caller holds the lock)."""
+        served = self._served.get(name, {})
         if label:
+            labels = self._labels.get(name, {})
             if label not in labels:
                 raise errors.InvalidArgument(f"Unrecognized servable version label: {label}")
             version = labels[label]
         if version is None:
             if not served:
-                hint = "" if known else " (unknown model)"
-                raise errors.NotFound(f"Servable not found for request: Latest({name}){hint}")
+                raise errors.NotFound(f"Servable not found for request: Latest({name})")
             return served[max(served)]
         if version not in served:
             raise errors.NotFound(f"Servable not found for request: Specific({name}, {version})")
         return served[version]
+
+    def resolve(self, name: str, version: int | None, label: str | None) -> LoadedVersion:
+        with self._lock:
+            return self._pick(name, version, label)
+
+    @contextmanager
+    def acquire(self, name: str, version: int | None, label: str | None) -> Iterator[LoadedVersion]:
+        """Resolve and count the request in flight in one step.
+
+        Unloading removes a version from the served map under the same lock
+        before draining, so once it drains no request can still pick it.
+        """
+        with self._lock:
+            loaded = self._pick(name, version, label)
+            loaded.enter()
+        try:
+            yield loaded
+        finally:
+            loaded.exit()
 
     def status(self, name: str, version: int | None = None) -> list[tuple[int, VersionState]]:
         with self._lock:

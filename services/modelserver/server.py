@@ -82,17 +82,16 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
 
     def Predict(self, request: predict_pb2.PredictRequest, context: object) -> predict_pb2.PredictResponse:  # noqa: N802
         name, version, label = _requested(request.model_spec)
-        loaded = self.manager.resolve(name, version, label)
-        signature = request.model_spec.signature_name or DEFAULT_SIGNATURE
-        if signature not in loaded.functions:
-            raise errors.FailedPrecondition(f'Serving signature key "{signature}" not found.')
-        tensors = _inputs(loaded, signature, request)
-        wanted = list(request.output_filter)
-        outputs = loaded.signature_defs[signature].outputs
-        for key in wanted:
-            if key not in outputs:
-                raise errors.InvalidArgument(f"output tensor alias not found in signature: {key}")
-        with loaded.use():
+        with self.manager.acquire(name, version, label) as loaded:
+            signature = request.model_spec.signature_name or DEFAULT_SIGNATURE
+            if signature not in loaded.functions:
+                raise errors.FailedPrecondition(f'Serving signature key "{signature}" not found.')
+            tensors = _inputs(loaded, signature, request)
+            wanted = list(request.output_filter)
+            outputs = loaded.signature_defs[signature].outputs
+            for key in wanted:
+                if key not in outputs:
+                    raise errors.InvalidArgument(f"output tensor alias not found in signature: {key}")
             result = loaded.functions[signature](**tensors)
         resp = predict_pb2.PredictResponse()
         resp.model_spec.name = name

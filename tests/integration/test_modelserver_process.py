@@ -43,7 +43,7 @@ def test_modelserver_process_serves_swaps_and_stops(tmp_path: Path) -> None:
     proc.start()
     try:
         proc.wait_ready(120)
-        client = ServingClient(target, timeout_s=10, retries=2, backoff_s=0.05)
+        client = ServingClient(target, timeout_s=60, retries=2, backoff_s=0.05)
         x = np.random.default_rng(1).random((6, 16, 16, 3), dtype=np.float32)
 
         # Outputs match in-process Keras for all three signatures.
@@ -61,7 +61,7 @@ def test_modelserver_process_serves_swaps_and_stops(tmp_path: Path) -> None:
 
         def stream() -> None:
             n = 0
-            with ServingClient(target, timeout_s=10, retries=0) as c:
+            with ServingClient(target, timeout_s=60, retries=0) as c:
                 while not stop.is_set():
                     try:
                         c.predict(NAME, x, signature="mc_dropout")
@@ -76,7 +76,7 @@ def test_modelserver_process_serves_swaps_and_stops(tmp_path: Path) -> None:
         try:
             time.sleep(1.0)
             M.export_version(v2, SPEC, base / NAME, 2)
-            wait_for(lambda: client.model_status(NAME) == [(1, "END"), (2, "AVAILABLE")], 60, "swap to v2")
+            wait_for(lambda: client.model_status(NAME) == [(1, "END"), (2, "AVAILABLE")], 120, "swap to v2")
             time.sleep(1.0)
         finally:
             stop.set()

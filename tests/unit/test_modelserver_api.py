@@ -23,6 +23,7 @@ from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from lumenal.core import errors
 from lumenal.core.config import from_env
+from lumenal.core.grpc_server import Server
 from lumenal.ml import model as M
 from lumenal.ml.serving import ServingClient, to_tensor_proto
 from lumenal.modelserver.manager import AVAILABLE, END, LOADING, START, UNLOADING, ModelManager
@@ -53,7 +54,7 @@ class Exports:
 def exports(tmp_path_factory: pytest.TempPathFactory) -> Exports:
     root = tmp_path_factory.mktemp("exports")
     models = {}
-    for v in (1, 2, 3):
+    for v in (1, 2):  # two distinct models; later versions reuse these files (export is the slow part)
         models[v] = M.build_classifier(SPEC, seed=v)
         M.export_version(models[v], SPEC, root, v)
     return Exports(root, models)
@@ -67,20 +68,35 @@ class Running:
     target: str
 
 
-@pytest.fixture
-def running(tmp_path: Path, exports: Exports) -> Iterator[Running]:
-    exports.publish(tmp_path / NAME, 1)
-    settings = from_env(ModelServerSettings, environ={}, model_base_path=str(tmp_path),
-                        poll_interval_s=0.2)
+def _start(base: Path, exports: Exports) -> tuple[Running, Server]:
+    exports.publish(base / NAME, 1)
+    settings = from_env(ModelServerSettings, environ={}, model_base_path=str(base), poll_interval_s=0.2)
     server, manager = serve(settings, port=0, metrics_port=-1)
     target = f"127.0.0.1:{server.port}"
-    client = ServingClient(target, timeout_s=10, retries=2, backoff_s=0.05)
-    yield Running(tmp_path, manager, client, target)
-    client.close()
+    # Generous deadline: a reload loads versions synchronously, and CI cores are shared.
+    client = ServingClient(target, timeout_s=120, retries=2, backoff_s=0.05)
+    return Running(base, manager, client, target), server
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory: pytest.TempPathFactory, exports: Exports) -> Iterator[Running]:
+    """One server for the tests that only read (serving v1)."""
+    run, server = _start(tmp_path_factory.mktemp("shared"), exports)
+    yield run
+    run.client.close()
     server.stop(1)
 
 
-def wait_until(check, timeout_s: float = 30.0) -> None:  # noqa: ANN001
+@pytest.fixture
+def running(tmp_path: Path, exports: Exports) -> Iterator[Running]:
+    """A fresh server for tests that publish versions or reload config."""
+    run, server = _start(tmp_path, exports)
+    yield run
+    run.client.close()
+    server.stop(1)
+
+
+def wait_until(check, timeout_s: float = 120.0) -> None:  # noqa: ANN001
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if check():
@@ -93,29 +109,29 @@ def images(n: int = 5, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).random((n, *SPEC.input_shape), dtype=np.float32)
 
 
-def test_outputs_match_in_process_keras_for_every_signature(running: Running, exports: Exports) -> None:
+def test_outputs_match_in_process_keras_for_every_signature(shared: Running, exports: Exports) -> None:
     x = images()
     clf = exports.models[1]
-    np.testing.assert_allclose(running.client.predict(NAME, x, version=1)["probabilities"],
+    np.testing.assert_allclose(shared.client.predict(NAME, x, version=1)["probabilities"],
                                clf.predict(x, verbose=0), atol=1e-5)
-    np.testing.assert_allclose(running.client.predict(NAME, x, version=1, signature="embedding")["embedding"],
+    np.testing.assert_allclose(shared.client.predict(NAME, x, version=1, signature="embedding")["embedding"],
                                M.predict_embedding(clf, SPEC, x), atol=1e-5)
-    served = running.client.predict(NAME, x, version=1, signature="mc_dropout")
+    served = shared.client.predict(NAME, x, version=1, signature="mc_dropout")
     local = M.predict_all(clf, SPEC, x)
     assert set(served) == set(M.MC_OUTPUTS)
     for key in M.MC_OUTPUTS:
         np.testing.assert_allclose(served[key], local[key], atol=1e-5)
 
 
-def test_metadata_and_status(running: Running) -> None:
-    meta = running.client.metadata(NAME)
+def test_metadata_and_status(shared: Running) -> None:
+    meta = shared.client.metadata(NAME)
     assert meta["version"] == 1
     assert set(meta["signatures"]) == set(M.SIGNATURES)
     assert meta["signatures"]["mc_dropout"]["inputs"] == {"images": ("DT_FLOAT", (-1, 16, 16, 3))}
     assert meta["signatures"]["embedding"]["outputs"]["embedding"] == ("DT_FLOAT", (-1, 8))
-    assert running.client.model_status(NAME) == [(1, "AVAILABLE")]
-    assert running.client.latest_version(NAME) == 1
-    assert running.client.latest_version("nope") is None
+    assert shared.client.model_status(NAME) == [(1, "AVAILABLE")]
+    assert shared.client.latest_version(NAME) == 1
+    assert shared.client.latest_version("nope") is None
 
 
 def _raw_predict(target: str, request: predict_pb2.PredictRequest) -> grpc.RpcError:
@@ -142,34 +158,34 @@ def _raw_predict(target: str, request: predict_pb2.PredictRequest) -> grpc.RpcEr
      grpc.StatusCode.INVALID_ARGUMENT, "Unrecognized servable version label"),
     (lambda r: r.output_filter.append("logits"), grpc.StatusCode.INVALID_ARGUMENT, "output tensor alias"),
 ])
-def test_bad_requests_get_tf_serving_status_codes(running: Running, mutate, code, message) -> None:  # noqa: ANN001
+def test_bad_requests_get_tf_serving_status_codes(shared: Running, mutate, code, message) -> None:  # noqa: ANN001
     req = predict_pb2.PredictRequest()
     req.model_spec.name = NAME
     req.inputs["images"].CopyFrom(to_tensor_proto(images(2)))
     mutate(req)
-    err = _raw_predict(running.target, req)
+    err = _raw_predict(shared.target, req)
     assert err.code() == code
     assert message in err.details()
     # The server is still fine afterwards.
-    assert running.client.predict(NAME, images(1))["probabilities"].shape == (1, 3)
+    assert shared.client.predict(NAME, images(1))["probabilities"].shape == (1, 3)
 
 
-def test_client_maps_errors_to_service_errors(running: Running) -> None:
+def test_client_maps_errors_to_service_errors(shared: Running) -> None:
     with pytest.raises(errors.NotFound):
-        running.client.predict(NAME, images(1), version=9)
+        shared.client.predict(NAME, images(1), version=9)
     with pytest.raises(errors.InvalidArgument):
-        running.client.predict(NAME, np.zeros((1, 4, 4, 3), np.float32))
+        shared.client.predict(NAME, np.zeros((1, 4, 4, 3), np.float32))
     with pytest.raises(errors.NotFound):
-        running.client.model_status("ghost")
+        shared.client.model_status("ghost")
 
 
-def test_output_filter_limits_outputs(running: Running) -> None:
+def test_output_filter_limits_outputs(shared: Running) -> None:
     req = predict_pb2.PredictRequest()
     req.model_spec.name = NAME
     req.model_spec.signature_name = "mc_dropout"
     req.inputs["images"].CopyFrom(to_tensor_proto(images(2)))
     req.output_filter.append("bald")
-    with grpc.insecure_channel(running.target) as ch:
+    with grpc.insecure_channel(shared.target) as ch:
         resp = prediction_service_pb2_grpc.PredictionServiceStub(ch).Predict(req, timeout=10)
     assert list(resp.outputs) == ["bald"]
     assert resp.model_spec.version.value == 1 and resp.model_spec.signature_name == "mc_dropout"
@@ -182,7 +198,7 @@ def test_hot_swap_under_concurrent_predicts_fails_no_request(running: Running, e
     seen: list[list[int]] = [[] for _ in range(4)]
 
     def hammer(i: int) -> None:
-        with ServingClient(running.target, timeout_s=10, retries=0) as c:
+        with ServingClient(running.target, timeout_s=60, retries=0) as c:
             while not stop.is_set():
                 try:
                     version, out = c.predict_versioned(NAME, x, signature="mc_dropout")
@@ -199,7 +215,7 @@ def test_hot_swap_under_concurrent_predicts_fails_no_request(running: Running, e
         exports.publish(running.base / NAME, 2)
         wait_until(lambda: running.client.model_status(NAME) == [(1, "END"), (2, "AVAILABLE")])
         time.sleep(0.5)
-        exports.publish(running.base / NAME, 3)
+        exports.publish(running.base / NAME, 1, as_version=3)
         wait_until(lambda: running.client.model_status(NAME)[-1] == (3, "AVAILABLE"))
         time.sleep(0.5)
     finally:
@@ -234,7 +250,7 @@ def test_half_written_and_corrupt_versions_are_reported_and_never_block(running:
     assert statuses[6].state == "END" and statuses[6].error_code != 0
     assert statuses[1].state == "AVAILABLE"  # still serving the good version
     assert running.client.predict(NAME, images(1))["probabilities"].shape == (1, 3)
-    exports.publish(running.base / NAME, 3, as_version=7)  # a later good version loads
+    exports.publish(running.base / NAME, 1, as_version=7)  # a later good version loads
     wait_until(lambda: running.client.latest_version(NAME) == 7)
     assert dict(running.client.model_status(NAME))[1] == "END"
     # Completing the half-written folder makes it loadable again (its files changed).
@@ -261,10 +277,28 @@ def test_reload_config_changes_served_models_and_labels(running: Running, export
                                        "version_labels": {"stable": 1}}])
     # Swap the served set for another model entirely.
     other = tmp_path / "other_models" / "other"
-    exports.publish(other, 3)
+    exports.publish(other, 2, as_version=3)
     running.client.reload_config([{"name": "other", "base_path": other}])
     assert running.client.latest_version("other") == 3
     assert running.client.latest_version(NAME) is None
     assert {v: s for v, s in running.client.model_status(NAME)} == {1: "END", 2: "END"}
     with pytest.raises(errors.NotFound):
         running.client.predict(NAME, x)
+
+
+def test_unload_waits_for_in_flight_requests(running: Running, exports: Exports) -> None:
+    def state(v: int) -> str | None:
+        return dict(running.client.model_status(NAME)).get(v)
+
+    with running.manager.acquire(NAME, 1, None) as held:
+        assert held.version == 1
+        exports.publish(running.base / NAME, 2)
+        wait_until(lambda: state(1) == "UNLOADING")
+        assert state(2) == "AVAILABLE"
+        # While v1 drains, new requests already go to v2 and v1 is no longer addressable.
+        assert running.client.predict_versioned(NAME, images(1))[0] == 2
+        with pytest.raises(errors.NotFound):
+            running.client.predict(NAME, images(1), version=1)
+        time.sleep(0.3)
+        assert state(1) == "UNLOADING"  # still waiting for the held request
+    wait_until(lambda: state(1) == "END")
