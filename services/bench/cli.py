@@ -49,7 +49,33 @@ def al_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", type=Path, help="write every number here")
     p.add_argument("--plot", type=Path, help="write the learning curves (PNG) here")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--merge", type=Path, nargs="+", metavar="JSON",
+                   help="combine earlier --json outputs of the same configuration (e.g. strategies or "
+                        "seeds run as separate processes) into one report; runs nothing")
     return p
+
+
+def merge(paths: list[Path]) -> tuple[dict[str, object], object, list[object]]:
+    """Raw runs of several JSON outputs; refuses when dataset or settings differ."""
+    from lumenal.bench.al import Config, Round, RunResult
+    from lumenal.bench.recipe import Recipe
+
+    docs = [json.loads(p.read_text()) for p in paths]
+    first = docs[0]
+    fixed = {k: v for k, v in first["config"].items() if k not in ("strategies", "seeds")}
+    for p, d in zip(paths[1:], docs[1:], strict=True):
+        other = {k: v for k, v in d["config"].items() if k not in ("strategies", "seeds")}
+        if other != fixed or d["dataset"] != first["dataset"]:
+            raise ValueError(f"{p}: different dataset or settings than {paths[0]}; refusing to merge")
+    strategies = list(dict.fromkeys(s for d in docs for s in d["config"]["strategies"]))
+    seeds = sorted({int(s) for d in docs for s in d["config"]["seeds"]})
+    raw = {k: tuple(v) if isinstance(v, list) else v for k, v in fixed.items() if k != "recipe"}
+    cfg = Config(strategies=tuple(strategies), seeds=tuple(seeds), recipe=Recipe(**fixed["recipe"]), **raw)
+    runs = [RunResult(r["strategy"], r["seed"], [Round(**x) for x in r["rounds"]]) for d in docs for r in d["runs"]]
+    keys = [(r.strategy, r.seed) for r in runs]
+    if len(set(keys)) != len(keys):
+        raise ValueError("the same strategy and seed appear in more than one file; refusing to merge")
+    return first, cfg, runs
 
 
 def _pick(value: object, quick: bool, key: str, default: object) -> object:
@@ -122,7 +148,10 @@ def machine() -> dict[str, object]:
 def main_al(argv: list[str]) -> int:
     args = al_parser().parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from lumenal.bench import al, data, report
+    from lumenal.bench import al, data
+
+    if args.merge:
+        return main_merge(args)
 
     try:
         cfg, pool_size, test_size = config_from_args(args)
@@ -141,22 +170,42 @@ def main_al(argv: list[str]) -> int:
           f"initial {cfg.initial}, batch {cfg.batch}, budget {cfg.budget}, candidates {cfg.candidates}")
     started = time.time()
     results = al.run_all(ds, cfg, progress=not args.no_progress)
-    summary = report.summarize(results, cfg)
-    print(report.table(summary, cfg))
     elapsed = time.time() - started
     print(f"\ntotal {elapsed / 60:.1f} min")
     doc = {"benchmark": "al", "argv": ["lumenal", "bench", "al", *argv], "dataset": ds.describe(),
-           "config": cfg.to_dict(), "machine": machine(), "started": started, "elapsed_s": elapsed,
-           **summary, "runs": report.raw(results)}
+           "config": cfg.to_dict(), "machine": machine(), "started": started, "elapsed_s": elapsed}
+    write_outputs(args, doc, cfg, results)
+    return 0
+
+
+def main_merge(args: argparse.Namespace) -> int:
+    try:
+        first, cfg, results = merge(args.merge)
+    except (ValueError, KeyError, OSError) as exc:
+        print(f"lumenal bench al --merge: {exc}", file=sys.stderr)
+        return 2
+    doc = {k: first[k] for k in ("benchmark", "dataset", "machine", "started")}
+    doc.update({"config": cfg.to_dict(), "merged_from": [str(p) for p in args.merge],
+                "argv": [json.loads(p.read_text())["argv"] for p in args.merge],
+                "elapsed_s": sum(json.loads(p.read_text())["elapsed_s"] for p in args.merge)})
+    write_outputs(args, doc, cfg, results)
+    return 0
+
+
+def write_outputs(args: argparse.Namespace, doc: dict[str, object], cfg: object, results: list[object]) -> None:
+    from lumenal.bench import report
+
+    summary = report.summarize(results, cfg)
+    print(report.table(summary, cfg))
+    doc.update({**summary, "runs": report.raw(results)})
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(doc, indent=1))
         print(f"wrote {args.json}")
     if args.plot:
-        report.plot(summary, cfg, args.plot,
-                    f"{ds.name}: test accuracy vs labels ({len(cfg.seeds)} seeds, band = min-max)")
+        report.plot(summary, cfg, args.plot, f"{doc['dataset']['name']}: test accuracy vs labels "
+                    f"({len(cfg.seeds)} seed{'s' if len(cfg.seeds) > 1 else ''}, band = min-max)")
         print(f"wrote {args.plot}")
-    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -23,8 +23,8 @@ class Recipe:
       uncertainty strategy is rarely balanced).
     """
 
-    epochs: int = 4
-    min_steps: int = 120
+    epochs: int = 3
+    min_steps: int = 60
     batch_size: int = 64
     learning_rate: float = 2e-3
     min_lr_fraction: float = 0.05

@@ -141,3 +141,27 @@ def test_cli_rejects_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert "not a directory" in capsys.readouterr().err
     assert cli.main(["al", "--budget", "50"]) == 2
     assert cli.main(["nope"]) == 2
+
+
+def _doc(cfg: Config, runs: list[RunResult]) -> dict[str, object]:
+    return {"benchmark": "al", "argv": ["lumenal", "bench", "al"], "dataset": {"name": "toy"},
+            "machine": {"cpus": 2}, "started": 0.0, "elapsed_s": 10.0, "config": cfg.to_dict(),
+            "runs": report.raw(runs)}
+
+
+def test_merge_combines_runs_of_the_same_configuration(tmp_path: Path) -> None:
+    a = Config(strategies=("random", "margin"), seeds=(0,), budget=500, checkpoints=(300, 500))
+    b = Config(strategies=(MODAL,), seeds=(0,), budget=500, checkpoints=(300, 500))
+    (tmp_path / "a.json").write_text(json.dumps(_doc(a, [_run("random", 0, [0.5, 0.7, 0.8, 0.84, 0.86]),
+                                                         _run("margin", 0, [0.5, 0.8, 0.86, 0.87, 0.88])])))
+    (tmp_path / "b.json").write_text(json.dumps(_doc(b, [_run(MODAL, 0, [0.5, 0.75, 0.85, 0.86, 0.87])])))
+    out = tmp_path / "m.json"
+    assert cli.main(["al", "--merge", str(tmp_path / "a.json"), str(tmp_path / "b.json"),
+                     "--json", str(out)]) == 0
+    doc = json.loads(out.read_text())
+    assert list(doc["strategies"]) == ["random", "margin", MODAL]
+    assert doc["comparison"]["target_auc_beats_modal"] is True and doc["elapsed_s"] == 20.0
+    assert cli.main(["al", "--merge", str(tmp_path / "a.json"), str(tmp_path / "a.json")]) == 2
+    c = Config(strategies=(MODAL,), seeds=(0,), budget=900)
+    (tmp_path / "c.json").write_text(json.dumps(_doc(c, [])))
+    assert cli.main(["al", "--merge", str(tmp_path / "a.json"), str(tmp_path / "c.json")]) == 2
