@@ -278,8 +278,6 @@ class ModelManager:
         LATEST.labels(name).set(max(served) if served else 0)
 
     def _scan(self, cfg: ModelConfig) -> dict[int, Path]:
-        if not cfg.base_path.is_dir():
-            return {}
         return {int(p.name): p for p in cfg.base_path.iterdir() if p.is_dir() and p.name.isdigit()}
 
     def _load(self, cfg: ModelConfig, version: int, path: Path, fp: tuple) -> bool:
@@ -315,6 +313,12 @@ class ModelManager:
         self._set(name, version, END)
 
     def _reconcile_model(self, cfg: ModelConfig) -> None:
+        if not cfg.base_path.is_dir():
+            # A missing base path (unmounted volume, typo) must not unload what serves.
+            if self.available(cfg.name):
+                log.warning("model base path missing; keeping loaded versions",
+                            extra={"model": cfg.name, "base_path": str(cfg.base_path)})
+            return
         on_disk = self._scan(cfg)
         fps = {v: _fingerprint(p) for v, p in on_disk.items()}
         while True:

@@ -302,3 +302,12 @@ def test_unload_waits_for_in_flight_requests(running: Running, exports: Exports)
         time.sleep(0.3)
         assert state(1) == "UNLOADING"  # still waiting for the held request
     wait_until(lambda: state(1) == "END")
+
+
+def test_missing_base_path_keeps_serving(running: Running) -> None:
+    model_dir = running.base / NAME
+    running.client.reload_config([{"name": NAME, "base_path": model_dir}])
+    model_dir.rename(running.base / ".unmounted")
+    running.manager.reconcile()  # a full poll with the folder gone
+    assert running.client.model_status(NAME) == [(1, "AVAILABLE")]
+    assert running.client.predict_versioned(NAME, images(1))[0] == 1
