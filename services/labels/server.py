@@ -14,10 +14,11 @@ import threading
 from dataclasses import dataclass, field
 
 import grpc
+from sqlalchemy.exc import OperationalError
 
 from lumenal.core import auth, events, grpc_server, logs, topics
 from lumenal.core.config import listen_port
-from lumenal.core.errors import InvalidArgument
+from lumenal.core.errors import InvalidArgument, Unavailable
 from lumenal.labels.accounts import Accounts
 from lumenal.labels.db import Database
 from lumenal.labels.outbox import OutboxPublisher
@@ -185,7 +186,10 @@ class App:
             session_timeout_ms=self.settings.consumer_session_ms).start()
 
     def _on_frames(self, msg: events_pb2.FramesIngested, record: events.Record) -> None:
-        added = self.tasks.add_frames(msg.frames)
+        try:
+            added = self.tasks.add_frames(msg.frames)
+        except OperationalError as exc:  # database away: retry the event, never dead-letter it
+            raise Unavailable(f"labels database unavailable: {exc.orig}") from exc
         log.info("frames ingested", extra={"video_id": msg.video_id, "frames": len(msg.frames), "new": added})
 
     def stop(self) -> None:
