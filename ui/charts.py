@@ -40,7 +40,7 @@ def labels_over_time(rows: Iterable[tuple[str, str, int]], min_days: int = 7) ->
         df = pd.concat([df, pd.DataFrame({"day": missing, "annotator": df["annotator"].iloc[0], "labels": 0})])
     return alt.Chart(df).mark_bar().encode(
         x=alt.X("day:O", title=None, sort="ascending", axis=alt.Axis(labelAngle=-30)),
-        y=alt.Y("sum(labels):Q", title="labels"),
+        y=alt.Y("sum(labels):Q", title="labels", axis=alt.Axis(format="d", tickMinStep=1)),
         color=alt.Color("annotator:N", scale=alt.Scale(scheme="tableau10"),
                         legend=alt.Legend(orient="bottom", title=None)),
         tooltip=["day", "annotator", "labels"],

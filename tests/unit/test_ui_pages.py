@@ -32,14 +32,14 @@ def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[ui_fakes.FakeStack]:
     s = ui_fakes.start()
     for name in SERVICES:
         monkeypatch.setenv(f"LUMENAL_{name.upper()}_ADDR", s.addr)
-    monkeypatch.setenv("LUMENAL_UI_GRPC_TIMEOUT_S", "3")
+    monkeypatch.setenv("LUMENAL_UI_GRPC_TIMEOUT_S", "15")
     yield s
     s.stop()
 
 
 def app_as(stack: ui_fakes.FakeStack, username: str | None, page: str | None = None) -> AppTest:
     """The app logged in as ``username`` (None = logged out), run once, on ``page``."""
-    at = AppTest.from_file(APP, default_timeout=30)
+    at = AppTest.from_file(APP, default_timeout=90)
     if username:
         _, who = stack.labels.users[username]
         at.session_state["token"] = stack.token(username)
@@ -100,7 +100,7 @@ def test_logout_clears_the_session(stack: ui_fakes.FakeStack) -> None:
 def test_labels_service_down_is_a_notice_not_a_crash(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LUMENAL_LABELS_ADDR", f"127.0.0.1:{free_port()}")
     monkeypatch.setenv("LUMENAL_UI_GRPC_TIMEOUT_S", "1")
-    at = AppTest.from_file(APP, default_timeout=30).run()
+    at = AppTest.from_file(APP, default_timeout=90).run()
     at.text_input(key="login_username").input("alice")
     at.text_input(key="login_password").input("pw-alice")
     at.button[0].click().run()
@@ -305,7 +305,7 @@ def test_admin_manages_annotators(stack: ui_fakes.FakeStack) -> None:
 
 
 def test_admin_page_refuses_non_admin_even_if_opened(stack: ui_fakes.FakeStack) -> None:
-    at = AppTest.from_file(str(Path(APP).parent / "views" / "admin.py"), default_timeout=30)
+    at = AppTest.from_file(str(Path(APP).parent / "views" / "admin.py"), default_timeout=90)
     at.session_state["token"] = stack.token("alice")
     at.session_state["user"] = session.User("alice", "Alice", "annotator")
     at.run()
@@ -314,7 +314,7 @@ def test_admin_page_refuses_non_admin_even_if_opened(stack: ui_fakes.FakeStack) 
 
 
 def test_expired_or_forged_token_sends_the_user_back_to_login(stack: ui_fakes.FakeStack) -> None:
-    at = AppTest.from_file(APP, default_timeout=30)
+    at = AppTest.from_file(APP, default_timeout=90)
     at.session_state["token"] = "forged.token"
     at.session_state["user"] = session.User("alice", "Alice", "annotator")
     at.run()

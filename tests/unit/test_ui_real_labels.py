@@ -63,14 +63,14 @@ def real(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Real]:
     monkeypatch.setenv("LUMENAL_STORAGE_ADDR", fakes.addr)
     for down in ("INFERENCE", "TRAINING"):
         monkeypatch.setenv(f"LUMENAL_{down}_ADDR", f"127.0.0.1:{free_port()}")
-    monkeypatch.setenv("LUMENAL_UI_GRPC_TIMEOUT_S", "2")
+    monkeypatch.setenv("LUMENAL_UI_GRPC_TIMEOUT_S", "15")
     yield Real(app, addr)
     server.stop(0)
     fakes.stop()
 
 
 def logged_in(username: str) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=30).run()
+    at = AppTest.from_file(APP, default_timeout=90).run()
     at.text_input(key="login_username").input(username)
     at.text_input(key="login_password").input(PASSWORD)
     at.button[0].click().run()
