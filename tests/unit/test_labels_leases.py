@@ -268,3 +268,18 @@ def test_accounts_login_logout_and_roles(app):
         acc.update("boss", active=False)
     assert acc.authenticate(auth.service_token("unit-secret", "training")).role == auth.SERVICE
     assert "argon2" in acc.get("ann").password_hash
+
+
+def test_frames_handler_retries_when_the_database_is_down(app):
+    from sqlalchemy.exc import OperationalError
+
+    from lumenal.core import events
+    from lumenal.core.errors import Unavailable
+    from lumenal.v1 import events_pb2
+
+    def down(frames):  # noqa: ANN001, ANN202
+        raise OperationalError("INSERT", {}, Exception("connection refused"))
+    app.tasks.add_frames = down
+    with pytest.raises(Unavailable) as info:
+        app._on_frames(events_pb2.FramesIngested(frames=[common_pb2.FrameMeta(frame_id="v:000009")]), None)
+    assert events.is_transient(info.value)  # the consumer retries instead of dead-lettering
