@@ -19,7 +19,7 @@ class TrainingSettings(CommonSettings):
     epochs: int = env("LUMENAL_TRAINING_EPOCHS", 30)
     patience: int = env("LUMENAL_TRAINING_PATIENCE", 4)
     batch_size: int = env("LUMENAL_TRAINING_BATCH_SIZE", 32)
-    learning_rate: float = env("LUMENAL_TRAINING_LEARNING_RATE", 1e-3)
+    learning_rate: float = env("LUMENAL_TRAINING_LEARNING_RATE", 3e-3)
     input_size: int = env("LUMENAL_TRAINING_INPUT_SIZE", 64)
     class_weights: bool = env("LUMENAL_TRAINING_CLASS_WEIGHTS", True)
     seed: int = env("LUMENAL_TRAINING_SEED", 0)

@@ -27,7 +27,7 @@ class TrainConfig:
     epochs: int = 30
     patience: int = 4
     batch_size: int = 32
-    learning_rate: float = 1e-3
+    learning_rate: float = 3e-3
     class_weights: bool = True
     seed: int = 0
     ceal_epochs: int = 3
@@ -37,6 +37,10 @@ class TrainConfig:
     # Keras' default 0.99 needs hundreds of steps before inference-mode BatchNorm
     # statistics are usable; small active-learning sets have a few steps per epoch.
     bn_momentum: float = 0.9
+    # Few labels make few optimizer steps: shrink batches to get at least this many per epoch.
+    min_steps_per_epoch: int = 8
+    # Early stopping ignores the first epochs, whose validation loss is noise.
+    warmup_epochs: int = 5
 
 
 @dataclass
@@ -97,9 +101,10 @@ def _fit(model: keras.Model, x: np.ndarray, y: np.ndarray, weights: dict[int, fl
          timer: _EpochTimer) -> dict[str, list[float]]:
     monitor = "val_loss" if es is not None else "loss"
     callbacks = [keras.callbacks.TerminateOnNaN(), timer,
-                 keras.callbacks.EarlyStopping(monitor=monitor, patience=cfg.patience,
-                                               restore_best_weights=True)]
-    hist = model.fit(x, y, batch_size=cfg.batch_size, epochs=epochs, validation_data=es,
+                 keras.callbacks.EarlyStopping(monitor=monitor, patience=cfg.patience, restore_best_weights=True,
+                                               start_from_epoch=min(cfg.warmup_epochs, epochs // 2))]
+    batch = int(np.clip(len(x) // max(1, cfg.min_steps_per_epoch), 8, max(8, cfg.batch_size)))
+    hist = model.fit(x, y, batch_size=batch, epochs=epochs, validation_data=es,
                      class_weight=weights, callbacks=callbacks, shuffle=True, verbose=0)
     history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
     bad = [i for i, v in enumerate(history.get("loss", [])) if not math.isfinite(v)]
@@ -108,6 +113,28 @@ def _fit(model: keras.Model, x: np.ndarray, y: np.ndarray, weights: dict[int, fl
     if not all(np.all(np.isfinite(w)) for w in model.get_weights()):
         raise TrainingFailed("model weights are not finite after training")
     return history
+
+
+def recalibrate_batchnorm(model: keras.Model, x: np.ndarray, max_samples: int = 512, seed: int = 0) -> None:
+    """Set BatchNorm moving statistics to the training data's exact statistics ("precise BN").
+
+    Moving averages lag far behind after the few optimizer steps a small
+    labelled set gives, and inference uses them; one training-mode pass with
+    momentum 0 replaces them by the statistics of (a sample of) the data.
+    All BatchNorm layers sit in the trunk, before any dropout.
+    """
+    bns = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    if not bns or len(x) == 0:
+        return
+    idx = np.random.default_rng(seed).permutation(len(x))[:max_samples]
+    saved = [layer.momentum for layer in bns]
+    for layer in bns:
+        layer.momentum = 0.0
+    try:
+        model(x[np.sort(idx)], training=True)
+    finally:
+        for layer, momentum in zip(bns, saved, strict=True):
+            layer.momentum = momentum
 
 
 def train(model: keras.Model, ids: list[str], x: np.ndarray, y: np.ndarray, n_classes: int,
@@ -138,6 +165,7 @@ def train(model: keras.Model, ids: list[str], x: np.ndarray, y: np.ndarray, n_cl
         x_fit, y_fit = x, y
     timer = _EpochTimer()
     history = _fit(model, x_fit, y_fit, weights, es, cfg.epochs, cfg, timer)
+    recalibrate_batchnorm(model, x_fit, seed=cfg.seed)
     result = TrainResult(model, len(timer.times), 0.0, history)
     if x_unlabeled is not None and delta is not None and len(x_unlabeled):
         probs = model.predict(x_unlabeled, batch_size=256, verbose=0)
@@ -149,6 +177,7 @@ def train(model: keras.Model, ids: list[str], x: np.ndarray, y: np.ndarray, n_cl
             x_all = np.concatenate([x_fit, x_unlabeled[idx]])
             y_all = np.concatenate([y_fit, pseudo])
             more = _fit(model, x_all, y_all, weights, es, cfg.ceal_epochs, cfg, timer)
+            recalibrate_batchnorm(model, x_all, seed=cfg.seed)
             for k, vals in more.items():
                 result.history.setdefault(k, []).extend(vals)
             result.epochs = len(timer.times)
