@@ -330,3 +330,13 @@ def test_admin_exports_labels(stack: ui_fakes.FakeStack) -> None:
     assert not at.exception
     assert at.session_state["export_file"].filename == "labels.csv"
     assert any(b.label == "Download labels.csv" for b in at.get("download_button"))
+
+
+def test_give_back_releases_the_lease_and_shows_another_frame(stack: ui_fakes.FakeStack) -> None:
+    at = app_as(stack, "alice")
+    assert at.session_state["task"].lease_id == "lease-1"
+    button(at, "Give this frame back").click().run()
+    assert not at.exception
+    assert stack.rec.of("ReleaseTask")[0].lease_id == "lease-1"
+    assert at.session_state["task"].lease_id == "lease-2"
+    assert not stack.rec.of("SubmitLabel")

@@ -72,6 +72,16 @@ def submit(c: Client, task: labels_pb2.Task, kind: int, label: str, shown: str) 
     st.rerun()
 
 
+def give_back(c: Client, task: labels_pb2.Task) -> None:
+    """Release the lease (best effort: it also expires by itself) and move on."""
+    try:
+        c.release_task(task.lease_id)
+    except (ApiError, ServiceDown) as exc:
+        session.flash(f"The frame could not be released now ({exc}); its lease will expire.", "warning")
+    drop_task()
+    st.rerun()
+
+
 def frame_panel(c: Client, task: labels_pb2.Task) -> None:
     meta = task.frame
     try:
@@ -99,6 +109,9 @@ def answer_panel(c: Client, task: labels_pb2.Task, classes: list[str]) -> None:
         chosen = (common_pb2.LABEL_KIND_SKIP, "", "skipped")
     if chosen:
         submit(c, task, *chosen)
+    if st.button("Give this frame back", key=f"release-{lease}", type="tertiary", icon=":material/undo:",
+                 help="return the frame to the pool unanswered (use Skip to never see it again)"):
+        give_back(c, task)
     st.caption("Keys: " + ", ".join(f"**{SHORTCUT_KEYS[i]}** {n}" for i, n in enumerate(classes[:9]))
                + ", **U** unsure, **S** skip")
     tags = [":material/groups: overlap frame: others label it too"] if task.overlap else []
