@@ -198,8 +198,13 @@ def planned_rounds(cfg: Config) -> int:
     return (cfg.budget - cfg.initial + cfg.batch - 1) // cfg.batch + 1
 
 
-def run_all(ds: Dataset, cfg: Config, progress: bool = True) -> list[RunResult]:
-    """Seeds outer, strategies inner: partial results stay comparable if a run is stopped."""
+def run_all(ds: Dataset, cfg: Config, progress: bool = True,
+            on_run: Callable[[list[RunResult]], None] = lambda runs: None) -> list[RunResult]:
+    """Seeds outer, strategies inner: partial results stay comparable if a run is stopped.
+
+    ``on_run`` sees the finished runs after each (strategy, seed), so a checkpoint survives
+    an interrupted benchmark.
+    """
     from tqdm import tqdm
 
     results: list[RunResult] = []
@@ -213,4 +218,5 @@ def run_all(ds: Dataset, cfg: Config, progress: bool = True) -> list[RunResult]:
                     bar.set_postfix_str(f"{name} seed={seed} labels={r.labels} acc={r.accuracy:.3f}")
                     bar.update(1)
                 results.append(run_one(ds, cfg, name, seed, tick))
+                on_run(results)
     return results

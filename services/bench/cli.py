@@ -169,11 +169,21 @@ def main_al(argv: list[str]) -> int:
     print(f"strategies: {', '.join(cfg.strategies)}; seeds {list(cfg.seeds)}; "
           f"initial {cfg.initial}, batch {cfg.batch}, budget {cfg.budget}, candidates {cfg.candidates}")
     started = time.time()
-    results = al.run_all(ds, cfg, progress=not args.no_progress)
-    elapsed = time.time() - started
-    print(f"\ntotal {elapsed / 60:.1f} min")
     doc = {"benchmark": "al", "argv": ["lumenal", "bench", "al", *argv], "dataset": ds.describe(),
-           "config": cfg.to_dict(), "machine": machine(), "started": started, "elapsed_s": elapsed}
+           "config": cfg.to_dict(), "machine": machine(), "started": started}
+
+    def checkpoint(runs: list[al.RunResult]) -> None:
+        if args.json:  # partial results survive an interrupted run
+            from lumenal.bench import report
+
+            partial = {**doc, "partial": True, "elapsed_s": time.time() - started,
+                       **report.summarize(runs, cfg), "runs": report.raw(runs)}
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(partial, indent=1))
+
+    results = al.run_all(ds, cfg, progress=not args.no_progress, on_run=checkpoint)
+    doc.update({"partial": False, "elapsed_s": time.time() - started})
+    print(f"\ntotal {doc['elapsed_s'] / 60:.1f} min")
     write_outputs(args, doc, cfg, results)
     return 0
 
