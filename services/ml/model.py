@@ -49,6 +49,7 @@ class ModelSpec:
     convs_per_block: int = 1
     embedding_dim: int = 128
     mc_seed: int = 0
+    bn_momentum: float = 0.9  # see build_classifier: small label sets give few BN updates
     name: str = "frame_triage"
 
     def __post_init__(self) -> None:
@@ -96,7 +97,7 @@ def build_classifier(spec: ModelSpec, seed: int | None = None) -> keras.Model:
             # momentum 0.9 (Keras default 0.99): with a few hundred labels a retrain is only
             # ~100 steps, too few for 0.99 moving statistics to converge (test accuracy stays
             # at chance with training=False); measured by `lumenal bench al`.
-            x = keras.layers.BatchNormalization(momentum=0.9, name=f"bn{b}_{c}")(x)
+            x = keras.layers.BatchNormalization(momentum=spec.bn_momentum, name=f"bn{b}_{c}")(x)
             x = keras.layers.ReLU(name=f"relu{b}_{c}")(x)
         x = keras.layers.MaxPooling2D(name=f"pool{b}")(x)
     x = keras.layers.GlobalAveragePooling2D(name="features")(x)
@@ -150,8 +151,8 @@ class ServingModule(tf.Module):
     def __init__(self, model: keras.Model, spec: ModelSpec, mc_samples: int | None = None) -> None:
         super().__init__(name="lumenal_classifier")
         self.model = model
-        # Keras does not expose Dropout seed-generator state to TF tracking;
-        # list every variable explicitly so the SavedModel captures it.
+        # Keras does not expose every variable (e.g. Dropout seed state) to TF
+        # tracking; list them all so a SavedModel never misses a captured one.
         self.tracked_variables = [getattr(v, "value", v) for v in model.variables]
         self.trunk, self.head = split_at_first_dropout(model)
         names = [layer.name for layer in self.head]
