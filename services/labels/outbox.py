@@ -24,6 +24,7 @@ from lumenal.labels.db import Database
 
 log = logging.getLogger(__name__)
 
+_INSERT = sa.insert(m.Outbox.__table__)
 PENDING = Gauge("lumenal_labels_outbox_pending", "events committed but not yet acknowledged by Kafka")
 
 
@@ -38,7 +39,8 @@ class _Serialized:
 
 
 def enqueue(s: Session, topic: str, key: str, message: Message) -> None:
-    s.add(m.Outbox(topic=topic, key=key, payload=message.SerializeToString(), created_at=time.time()))
+    s.connection().execute(_INSERT, {"topic": topic, "key": key, "payload": message.SerializeToString(),
+                                     "created_at": time.time()})
 
 
 def pending(db: Database) -> int:

@@ -54,6 +54,29 @@ _CURRENT = (sa.select(m.Lease, m.Frame).join(m.Frame, m.Frame.frame_id == m.Leas
             .where(m.Lease.active_annotator == sa.bindparam("who")))
 _PREVIOUS = sa.select(m.Label).where(m.Label.annotator == sa.bindparam("who"),
                                      m.Label.request_id == sa.bindparam("rid"))
+_frames, _leases = m.Frame.__table__, m.Lease.__table__
+_CLAIM = (sa.update(_frames)
+          .where(_frames.c.frame_id == sa.bindparam("fid"), _frames.c.status == "open",
+                 _frames.c.held < sa.func.coalesce(_frames.c.required, sa.bindparam("req")))
+          .values(held=_frames.c.held + 1, required=sa.func.coalesce(_frames.c.required, sa.bindparam("req")))
+          .returning(_frames.c.required))
+_HELD_DOWN = sa.update(_frames).where(_frames.c.frame_id == sa.bindparam("fid")).values(held=_frames.c.held - 1)
+_COUNT_ANSWER = (sa.update(_frames).where(_frames.c.frame_id == sa.bindparam("fid"))
+                 .values(answers=_frames.c.answers + 1).returning(_frames.c.answers, _frames.c.required))
+_CLOSE_LEASE = (sa.update(_leases)
+                .where(_leases.c.id == sa.bindparam("lid"), _leases.c.state == "active",
+                       _leases.c.expires_at >= sa.bindparam("now"))
+                .values(state=sa.bindparam("new_state"), active_annotator=None))
+_NEXT_SEQ = (sa.update(m.Counter.__table__).where(m.Counter.__table__.c.name == "resolved")
+             .values(value=m.Counter.__table__.c.value + 1).returning(m.Counter.__table__.c.value))
+_VOTES = sa.select(m.Label.kind, m.Label.label).where(m.Label.frame_id == sa.bindparam("fid"),
+                                                      m.Label.kind != "skip")
+_INSERT_LEASE, _INSERT_LABEL = sa.insert(_leases), sa.insert(m.Label.__table__)
+# Open frames with a free slot that this annotator ("#name" suffix) never held, in ingest order.
+_FREE = (sa.select(_frames)
+         .where(_frames.c.status == "open", _frames.c.held < sa.func.coalesce(_frames.c.required, 1),
+                ~sa.exists().where(_leases.c.annotator_key == _frames.c.frame_id.concat(sa.bindparam("suffix"))))
+         .order_by(_frames.c.id).limit(1).with_for_update(skip_locked=True, of=_frames))
 
 
 @dataclass(frozen=True)
@@ -100,7 +123,7 @@ def validate_project(p: labels_pb2.Project) -> ProjectConfig:
                          p.hide_predictions, p.lease_ttl_s)
 
 
-def frame_meta(f: m.Frame) -> common_pb2.FrameMeta:
+def frame_meta(f: m.Frame | sa.Row) -> common_pb2.FrameMeta:
     return common_pb2.FrameMeta(frame_id=f.frame_id, video_id=f.video_id, frame_index=f.frame_index,
                                 timestamp_s=f.timestamp_s, object_key=f.object_key, width=f.width,
                                 height=f.height, content_type=f.content_type,
@@ -116,6 +139,11 @@ def _ts(seconds: float):  # noqa: ANN202 - protobuf Timestamp
 
 def _iso(seconds: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
+
+
+def _columns(obj: m.Base) -> dict:
+    """Column values of a transient model object, for a Core insert."""
+    return {c.key: getattr(obj, c.key) for c in obj.__table__.columns if c.key in obj.__dict__}
 
 
 def _insert(dialect: str):  # noqa: ANN202 - dialect-specific insert with ON CONFLICT
@@ -283,17 +311,14 @@ class Tasks:
         scores = {sc.frame_id: sc for sc in ranked} if ranked is not None else None
         tried: set[str] = set()
         for _ in range(MAX_ATTEMPTS):
-            q = sa.select(m.Frame).where(
-                m.Frame.status == "open", m.Frame.held < sa.func.coalesce(m.Frame.required, 1),
-                ~self._mine(annotator))
+            q = _FREE
             if tried:
-                q = q.where(m.Frame.frame_id.not_in(tried))
-            if scores is None:
-                q = q.order_by(m.Frame.id)
-            else:
+                q = q.where(_frames.c.frame_id.not_in(tried))
+            if scores is not None:
                 rank = {frame_id: i for i, frame_id in enumerate(scores)}
-                q = q.where(m.Frame.frame_id.in_(list(scores))).order_by(sa.case(rank, value=m.Frame.frame_id))
-            frame = s.scalar(q.limit(1).with_for_update(skip_locked=True, of=m.Frame))
+                q = q.where(_frames.c.frame_id.in_(list(scores))).order_by(None).order_by(
+                    sa.case(rank, value=_frames.c.frame_id))
+            frame = s.connection().execute(q, {"suffix": "#" + annotator}).first()
             if frame is None:
                 return None
             lease = self._take(s, annotator, frame, project, source, (scores or {}).get(frame.frame_id))
@@ -303,7 +328,7 @@ class Tasks:
             tried.add(frame.frame_id)
         return None
 
-    def _take(self, s: Session, annotator: str, frame: m.Frame, project: ProjectConfig, source: str,
+    def _take(self, s: Session, annotator: str, frame: sa.Row, project: ProjectConfig, source: str,
               score: common_pb2.FrameScore | None) -> m.Lease | None:
         """Claim one slot of the frame atomically; None when it is taken.
 
@@ -312,13 +337,7 @@ class Tasks:
         """
         required = required_answers(frame.frame_id, project.overlap_fraction, project.overlap_k)
         now = self.clock()
-        claimed = s.execute(
-            sa.update(m.Frame)
-            .where(m.Frame.frame_id == frame.frame_id, m.Frame.status == "open",
-                   m.Frame.held < sa.func.coalesce(m.Frame.required, required))
-            .values(held=m.Frame.held + 1, required=sa.func.coalesce(m.Frame.required, required))
-            .returning(m.Frame.required)
-            .execution_options(synchronize_session=False)).scalar()
+        claimed = s.connection().execute(_CLAIM, {"fid": frame.frame_id, "req": required}).scalar()
         if claimed is None:
             return None
         lease = m.Lease(id=uuid.uuid4().hex, frame_id=frame.frame_id, annotator=annotator, created_at=now,
@@ -326,12 +345,11 @@ class Tasks:
                         overlap=claimed > 1, active_annotator=annotator,
                         annotator_key=f"{frame.frame_id}#{annotator}",
                         score=score.SerializeToString() if score is not None else None)
-        s.add(lease)
-        s.flush()
+        s.connection().execute(_INSERT_LEASE, _columns(lease))  # Core: no ORM flush machinery
         return lease
 
     @staticmethod
-    def _task(lease: m.Lease, frame: m.Frame, project: ProjectConfig) -> labels_pb2.Task:
+    def _task(lease: m.Lease, frame: m.Frame | sa.Row, project: ProjectConfig) -> labels_pb2.Task:
         task = labels_pb2.Task(lease_id=lease.id, frame_id=lease.frame_id, expires_at=_ts(lease.expires_at),
                                overlap=lease.overlap, source=lease.source, frame=frame_meta(frame))
         if lease.score and not project.hide_predictions:
@@ -399,15 +417,13 @@ class Tasks:
                       frame_id=req.frame_id, lease_id=req.lease_id, kind=kind, label=label,
                       seconds_spent=req.seconds_spent, submitted_at=now,
                       day=time.strftime("%Y-%m-%d", time.gmtime(now)))
-        s.add(row)
-        s.flush()
+        s.connection().execute(_INSERT_LABEL, _columns(row))
         enqueue(s, topics.LABELS_SUBMITTED, req.frame_id, events_pb2.LabelSubmitted(
             label_id=row.id, frame_id=req.frame_id, annotator=annotator, kind=KIND_ENUM[kind], label=label,
             request_id=req.request_id, submitted_at=_ts(now), seconds_spent=req.seconds_spent))
         resolved = False
         if kind == "skip":
-            s.execute(sa.update(m.Frame).where(m.Frame.frame_id == req.frame_id)
-                      .values(held=m.Frame.held - 1).execution_options(synchronize_session=False))
+            s.connection().execute(_HELD_DOWN, {"fid": req.frame_id})
         else:
             resolved = self._count_answer(s, req.frame_id)
         return labels_pb2.SubmitLabelResponse(label_id=row.id, duplicate=False, resolved=resolved)
@@ -435,11 +451,8 @@ class Tasks:
         if lease.frame_id != req.frame_id:
             raise InvalidArgument(f"lease {req.lease_id!r} is for frame {lease.frame_id!r}, not {req.frame_id!r}")
         # skip keeps annotator_key so the frame is not offered to this annotator again
-        closed = s.execute(sa.update(m.Lease)
-                           .where(m.Lease.id == lease.id, m.Lease.state == "active",
-                                  m.Lease.expires_at >= self.clock())
-                           .values(state="done" if kind != "skip" else "skipped", active_annotator=None)
-                           .execution_options(synchronize_session=False)).rowcount
+        closed = s.connection().execute(_CLOSE_LEASE, {"lid": lease.id, "now": self.clock(),
+                                                       "new_state": "skipped" if kind == "skip" else "done"}).rowcount
         if closed == 1:
             return
         s.refresh(lease)
@@ -452,14 +465,10 @@ class Tasks:
 
     def _count_answer(self, s: Session, frame_id: str) -> bool:
         """Count a class/unsure answer; at the required number decide consensus or adjudication."""
-        answers, required = s.execute(sa.update(m.Frame).where(m.Frame.frame_id == frame_id)
-                                      .values(answers=m.Frame.answers + 1)
-                                      .returning(m.Frame.answers, m.Frame.required)
-                                      .execution_options(synchronize_session=False)).one()
+        answers, required = s.connection().execute(_COUNT_ANSWER, {"fid": frame_id}).one()
         if answers < (required or 1):
             return False
-        votes = s.execute(sa.select(m.Label.kind, m.Label.label)
-                          .where(m.Label.frame_id == frame_id, m.Label.kind != "skip")).all()
+        votes = s.connection().execute(_VOTES, {"fid": frame_id}).all()
         outcome = consensus([label if k == "class" else None for k, label in votes])
         if outcome.resolved:
             by = "single" if outcome.answers == 1 else "consensus"
@@ -478,9 +487,7 @@ class Tasks:
         The counter row is locked until commit, so sequences commit in order and a
         reader paging by ``after_sequence`` never skips a late-committing row.
         """
-        seq = s.execute(sa.update(m.Counter).where(m.Counter.name == "resolved")
-                        .values(value=m.Counter.value + 1).returning(m.Counter.value)
-                        .execution_options(synchronize_session=False)).scalar_one()
+        seq = s.connection().execute(_NEXT_SEQ).scalar_one()
         now = self.clock()
         s.execute(sa.update(m.Frame).where(m.Frame.frame_id == frame_id)
                   .values(status="resolved", resolved_label=label, resolved_by=by, resolved_votes=votes,
