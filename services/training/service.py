@@ -256,6 +256,7 @@ class Engine:
         from lumenal.ml.model import ModelSpec
 
         s = self.s
+        t0 = time.perf_counter()
         class_names = self.upstream.class_names() or s.class_list()
         if len(class_names) < 2:
             raise trainer.TrainingFailed("the project has fewer than two classes")
@@ -284,6 +285,7 @@ class Engine:
             {"frame_id": lab.frame_id, "label": lab.label, "sequence": lab.sequence,
              "split": "val" if lab.frame_id in val_set else "train"} for lab in usable])
 
+        t_data = time.perf_counter()
         model, warm_from = self._initial_model(spec, run["base_version"])
         run["warm_start_from"] = warm_from
         x_unl, delta = self._ceal_pool(set(y_of), spec)
@@ -294,13 +296,16 @@ class Engine:
         run.update(epochs=result.epochs, pseudo_labels=result.pseudo_labels)
         EPOCH_SECONDS.set(result.seconds_per_epoch)
         metrics = evaluation.classification_metrics(y_val, trainer.predict_classes(model, x_val), class_names)
-        metrics.update(seconds_per_epoch=result.seconds_per_epoch, train_loss=result.history["loss"][-1],
+        t_train = time.perf_counter()
+        metrics.update(data_s=t_data - t0, train_s=t_train - t_data,
+                       seconds_per_epoch=result.seconds_per_epoch, train_loss=result.history["loss"][-1],
                        train_labels=float(len(train_ids)), pseudo_labels=float(result.pseudo_labels),
                        ceal_delta=float(delta) if delta is not None else 0.0)
         run["metrics"].update(metrics)
         VAL_MACRO_F1.set(metrics["macro_f1"])
         with self._publish_lock:
             self._gate_and_publish(run, model, spec, x_val, y_val)
+        run["metrics"]["gate_publish_s"] = time.perf_counter() - t_train
         if x_unl is not None:
             with self._cond:
                 self.ceal_round += 1
