@@ -124,8 +124,10 @@ def env(stack_infra, object_store: ObjectStore, unique: str, tmp_path: Path) -> 
         "instance": unique, "snapshot_path": str(tmp_path / "pool.npz"), "snapshot_interval_s": 2.0,
         "session_timeout_ms": 6000, "model_poll_s": 0.5, "batch_size": 8, "version_wait_s": 8.0})
     publisher = Publisher(settings.kafka_bootstrap)
-    yield Env(settings, object_store, f"itest/{unique}", base, publisher, modelserver, tmp_path)
+    env = Env(settings, object_store, f"itest/{unique}", base, publisher, modelserver, tmp_path)
+    yield env
     publisher.close()
+    env.modelserver.stop()  # a test may have replaced it with a restarted one
     modelserver.stop()
     storage_srv.stop(0)
 
