@@ -224,7 +224,8 @@ class Engine:
     def params(self) -> dict:
         s = self.s
         return {"warm_start": s.warm_start, "epochs": s.epochs, "patience": s.patience,
-                "batch_size": s.batch_size, "learning_rate": s.learning_rate, "input_size": s.input_size,
+                "batch_size": s.batch_size, "max_train_s": s.max_train_s, "learning_rate": s.learning_rate,
+                "input_size": s.input_size,
                 "class_weights": s.class_weights, "val_fraction": s.val_fraction, "ceal": s.ceal,
                 "ceal_delta": s.ceal_delta, "ceal_decay": s.ceal_decay, "ceal_round": self.ceal_round,
                 "promotion_tolerance": s.promotion_tolerance, "seed": s.seed}
@@ -291,7 +292,8 @@ class Engine:
         x_unl, delta = self._ceal_pool(set(y_of), spec)
         cfg = trainer.TrainConfig(epochs=s.epochs, patience=s.patience, batch_size=s.batch_size,
                                   learning_rate=s.learning_rate, class_weights=s.class_weights, seed=s.seed,
-                                  ceal_epochs=s.ceal_epochs, ceal_max_ratio=s.ceal_max_ratio)
+                                  ceal_epochs=s.ceal_epochs, ceal_max_ratio=s.ceal_max_ratio,
+                                  max_train_s=s.max_train_s)
         result = trainer.train(model, train_ids, x_train, y_train, len(class_names), cfg, x_unl, delta)
         run.update(epochs=result.epochs, pseudo_labels=result.pseudo_labels)
         EPOCH_SECONDS.set(result.seconds_per_epoch)
@@ -300,6 +302,7 @@ class Engine:
         metrics.update(data_s=t_data - t0, train_s=t_train - t_data,
                        seconds_per_epoch=result.seconds_per_epoch, train_loss=result.history["loss"][-1],
                        train_labels=float(len(train_ids)), pseudo_labels=float(result.pseudo_labels),
+                       time_budget_hit=float(result.budget_hit),
                        ceal_delta=float(delta) if delta is not None else 0.0)
         run["metrics"].update(metrics)
         VAL_MACRO_F1.set(metrics["macro_f1"])

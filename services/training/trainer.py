@@ -41,6 +41,9 @@ class TrainConfig:
     min_steps_per_epoch: int = 8
     # Early stopping ignores the first epochs, whose validation loss is noise.
     warmup_epochs: int = 5
+    # Wall-clock budget for fitting (0 = none): the label-to-serving latency is bounded
+    # on small CPUs; training stops after the first epoch that ends past it.
+    max_train_s: float = 0.0
 
 
 @dataclass
@@ -50,6 +53,7 @@ class TrainResult:
     seconds_per_epoch: float
     history: dict[str, list[float]] = field(default_factory=dict)
     pseudo_labels: int = 0
+    budget_hit: bool = False
 
 
 def balanced_class_weights(y: np.ndarray, n_classes: int) -> dict[int, float]:
@@ -84,9 +88,13 @@ def _early_stop_mask(ids: list[str], fraction: float) -> np.ndarray:
 
 
 class _EpochTimer(keras.callbacks.Callback):
-    def __init__(self) -> None:
+    """Epoch durations, and the time budget (stops at the end of an epoch past ``deadline``)."""
+
+    def __init__(self, deadline: float | None = None) -> None:
         super().__init__()
         self.times: list[float] = []
+        self.deadline = deadline
+        self.budget_hit = False
         self._t = 0.0
 
     def on_epoch_begin(self, epoch, logs=None):  # noqa: ANN001
@@ -94,6 +102,9 @@ class _EpochTimer(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):  # noqa: ANN001
         self.times.append(time.perf_counter() - self._t)
+        if self.deadline is not None and time.perf_counter() >= self.deadline:
+            self.budget_hit = True
+            self.model.stop_training = True
 
 
 def _fit(model: keras.Model, x: np.ndarray, y: np.ndarray, weights: dict[int, float] | None,
@@ -163,7 +174,7 @@ def train(model: keras.Model, ids: list[str], x: np.ndarray, y: np.ndarray, n_cl
         x_fit, y_fit = x[~mask], y[~mask]
     else:
         x_fit, y_fit = x, y
-    timer = _EpochTimer()
+    timer = _EpochTimer(time.perf_counter() + cfg.max_train_s if cfg.max_train_s > 0 else None)
     history = _fit(model, x_fit, y_fit, weights, es, cfg.epochs, cfg, timer)
     recalibrate_batchnorm(model, x_fit, seed=cfg.seed)
     result = TrainResult(model, len(timer.times), 0.0, history)
@@ -182,6 +193,7 @@ def train(model: keras.Model, ids: list[str], x: np.ndarray, y: np.ndarray, n_cl
                 result.history.setdefault(k, []).extend(vals)
             result.epochs = len(timer.times)
     result.seconds_per_epoch = float(np.mean(timer.times)) if timer.times else 0.0
+    result.budget_hit = timer.budget_hit
     return result
 
 

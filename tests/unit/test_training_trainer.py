@@ -59,3 +59,10 @@ def test_bad_inputs_fail_clearly():
         trainer.train(build_classifier(SPEC, seed=0), ids, x, y, 2, trainer.TrainConfig(epochs=1))
     with pytest.raises(trainer.TrainingFailed, match="no training samples"):
         trainer.train(build_classifier(SPEC, seed=0), [], x[:0], y[:0], 2, trainer.TrainConfig(epochs=1))
+
+
+def test_time_budget_stops_after_the_epoch_that_crosses_it():
+    ids, x, y = _data(64)
+    result = trainer.train(build_classifier(SPEC, seed=0), ids, x, y, 2,
+                           trainer.TrainConfig(epochs=10, max_train_s=1e-3))
+    assert result.epochs == 1 and result.budget_hit
