@@ -79,7 +79,7 @@ class Registry:
     def list_runs(self, limit: int = 0) -> list[dict]:
         """Newest first (run ids start with a UTC timestamp)."""
         with self._lock:
-            runs = sorted(self._load_runs().values(), key=lambda r: (r.get("started_at", 0), r["run_id"]),
+            runs = sorted(self._load_runs().values(), key=lambda r: (r.get("started_at") or r.get("queued_at") or 0, r["run_id"]),
                           reverse=True)
         return [dict(r) for r in (runs[:limit] if limit > 0 else runs)]
 

@@ -112,14 +112,15 @@ class Engine:
             run = self.registry.get_run(run_id)
         except ServiceError:
             run = {"run_id": run_id, "reason": "unknown", "started_at": time.time()}
-        if run.get("state") not in TERMINAL:
-            now = time.time()
-            run.update(state=FAILED, finished_at=now,
-                       error="interrupted: the training service stopped mid-run; the request was re-queued",
-                       duration_s=now - float(run.get("started_at") or now))
-            self.registry.save_run(run)
-            RUNS.labels(FAILED).inc()
-            log.warning("run interrupted by a restart; re-queued", extra={"run_id": run_id})
+        if run.get("state") in TERMINAL:  # it finished; only the state write was lost
+            return
+        now = time.time()
+        run.update(state=FAILED, finished_at=now,
+                   error="interrupted: the training service stopped mid-run; the request was re-queued",
+                   duration_s=now - float(run.get("started_at") or now))
+        self.registry.save_run(run)
+        RUNS.labels(FAILED).inc()
+        log.warning("run interrupted by a restart; re-queued", extra={"run_id": run_id})
         if self.policy.pending is None:
             self.policy.pending = Request(f"resume: {run.get('reason', '')}", True, run.get("trigger_label_frame_id", ""),
                                           float(run.get("trigger_label_at") or 0.0))
