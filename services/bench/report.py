@@ -29,7 +29,8 @@ DEFINITIONS = {
     "auc": "trapezoid area of test accuracy vs labels over [initial, budget], divided by (budget - initial)",
     "label_ratio": "best Lumenal strategy's labels_to[T].mean / random's, same run; random continues past the "
                    "budget up to random_max until it reaches T; kind='upper_bound' if random never reached T "
-                   "(ratio computed against random's largest size seen)",
+                   "(ratio computed against random's largest size seen); kind='lower_bound' if the best strategy "
+                   "never reached T but random did (its budget / random's labels)",
     "best_lumenal": "the Lumenal strategy (not random) with the fewest mean labels to the top threshold; "
                     "ties and strategies that never reach it are ranked by auc",
     "time_per_round_s": "mean wall time per round of retraining + scoring/selecting (test evaluation excluded)",
@@ -112,9 +113,13 @@ def compare(per: dict[str, dict[str, object]], cfg: Config) -> dict[str, object]
         for thr in cfg.thresholds:
             b = per[best]["labels_to"][f"{thr:.2f}"]  # type: ignore[index]
             r = per["random"]["labels_to"][f"{thr:.2f}"]  # type: ignore[index]
-            if b["mean"] is None:
-                ratios[f"{thr:.2f}"] = {"ratio": None, "kind": "undefined",
+            if b["mean"] is None and r["mean"] is not None:
+                ratios[f"{thr:.2f}"] = {"ratio": b["lower_bound"] / r["mean"], "kind": "lower_bound",
+                                        "best_labels_lower_bound": b["lower_bound"], "random_labels": r["mean"],
                                         "why": f"{best} did not reach {thr:.2f} in every seed"}
+            elif b["mean"] is None:
+                ratios[f"{thr:.2f}"] = {"ratio": None, "kind": "undefined",
+                                        "why": f"neither {best} nor random reached {thr:.2f} in every seed"}
             elif r["mean"] is not None:
                 ratios[f"{thr:.2f}"] = {"ratio": b["mean"] / r["mean"], "kind": "exact",
                                         "best_labels": b["mean"], "random_labels": r["mean"]}
@@ -123,7 +128,8 @@ def compare(per: dict[str, dict[str, object]], cfg: Config) -> dict[str, object]
                                         "best_labels": b["mean"], "random_labels_lower_bound": r["lower_bound"]}
         out["label_ratio"] = ratios
         top_ratio = ratios[f"{top:.2f}"]
-        out["target_label_ratio_le_0_6"] = (top_ratio["ratio"] is not None and top_ratio["ratio"] <= 0.6)
+        out["target_label_ratio_le_0_6"] = (top_ratio["ratio"] is not None and top_ratio["kind"] != "lower_bound"
+                                            and top_ratio["ratio"] <= 0.6)
     if MODAL in per:
         b_auc, m_auc = per[best]["auc"]["mean"], per[MODAL]["auc"]["mean"]  # type: ignore[index]
         out["auc_best"] = b_auc
@@ -173,7 +179,7 @@ def table(summary: dict[str, object], cfg: Config) -> str:
             if r["ratio"] is None:
                 lines.append(f"  label ratio to {thr}: undefined ({r['why']})")
             else:
-                sign = "<" if r["kind"] == "upper_bound" else ""
+                sign = {"upper_bound": "<", "lower_bound": ">"}.get(r["kind"], "")
                 lines.append(f"  label ratio to {thr} vs random: {sign}{r['ratio']:.2f} ({r['kind']})")
         if "auc_modal" in comp:
             lines.append(f"  AUC {comp['auc_best']:.4f} vs modAL uncertainty {comp['auc_modal']:.4f}")

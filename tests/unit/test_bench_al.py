@@ -128,6 +128,17 @@ def test_summary_upper_bound_when_random_never_reaches() -> None:
     assert "target_auc_beats_modal" not in comp
 
 
+def test_summary_lower_bound_when_only_random_reaches() -> None:
+    results = [_run("random", 0, [0.5, 0.6, 0.7, 0.8, 0.84, 0.86]),
+               _run("margin", 0, [0.5, 0.7, 0.81, 0.82, 0.84])]
+    cfg = Config(strategies=("random", "margin"), seeds=(0,), budget=500, checkpoints=(300,))
+    s = report.summarize(results, cfg)
+    r = s["comparison"]["label_ratio"]["0.85"]
+    assert r["kind"] == "lower_bound" and r["ratio"] == pytest.approx(500 / 600)
+    assert s["comparison"]["target_label_ratio_le_0_6"] is False
+    assert ">0.83 (lower_bound)" in report.table(s, cfg)
+
+
 def test_plot_writes_png(tmp_path: Path) -> None:
     results = [_run(n, s, [0.5, 0.6, 0.7, 0.8, 0.86]) for n in CFG.strategies for s in CFG.seeds]
     report.plot(report.summarize(results, CFG), CFG, tmp_path / "img" / "c.png", "t")
