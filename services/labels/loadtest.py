@@ -70,9 +70,15 @@ def _annotate(target: str, name: str, classes: list[str], out: Outcome, rng: ran
               skip_p: float, dup_p: float, think_s: float, ready: threading.Barrier) -> None:
     with grpc.insecure_channel(target) as ch:
         stub = labels_pb2_grpc.LabelsServiceStub(ch)
-        token = stub.Login(labels_pb2.LoginRequest(username=name, password=PASSWORD), timeout=30).token
+        try:
+            token = stub.Login(labels_pb2.LoginRequest(username=name, password=PASSWORD), timeout=300).token
+            ready.wait(timeout=600)  # logins (argon2: slow and memory-hard by design) stay out of the measurement
+        except (grpc.RpcError, threading.BrokenBarrierError) as exc:
+            ready.abort()  # release the others: the run reports the error instead of hanging
+            with out.lock:
+                out.errors.append(f"{name} could not start: {exc}")
+            return
         md = auth.metadata(token)
-        ready.wait()  # logins (argon2: slow and memory-hard by design) stay out of the measurement
         idle = 0
         while idle < 3:  # others may still skip frames back into the pool: look again briefly
             start = time.perf_counter()
