@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 import time
 
 import sqlalchemy as sa
@@ -35,6 +36,9 @@ USER_ROLES = (auth.ANNOTATOR, auth.REVIEWER, auth.ADMIN)
 _USERNAME = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
 MIN_PASSWORD = 8
 _hasher = PasswordHasher()
+# argon2 is memory-hard (64 MiB per hash by default): bound concurrent hashes so a burst of
+# logins queues instead of exhausting memory.
+_HASH_SLOTS = threading.BoundedSemaphore(4)
 # Built once: this runs on every authenticated call.
 _SESSION_CHECK = (sa.select(m.Session.revoked_at, m.Annotator.role, m.Annotator.active)
                   .join(m.Annotator, m.Annotator.username == m.Session.username)
@@ -44,7 +48,8 @@ _SESSION_CHECK = (sa.select(m.Session.revoked_at, m.Annotator.role, m.Annotator.
 def hash_password(password: str) -> str:
     if len(password) < MIN_PASSWORD:
         raise InvalidArgument(f"password must have at least {MIN_PASSWORD} characters")
-    return _hasher.hash(password)
+    with _HASH_SLOTS:
+        return _hasher.hash(password)
 
 
 def check_username(username: str) -> str:
@@ -151,14 +156,16 @@ class Accounts:
                             expires_at=principal.expires_at)
         self.db.write(lambda s: s.add(session))
         if _hasher.check_needs_rehash(user.password_hash):
+            new_hash = hash_password(password)
             self.db.write(lambda s: s.execute(sa.update(m.Annotator).where(m.Annotator.id == user.id)
-                                              .values(password_hash=_hasher.hash(password))))
+                                              .values(password_hash=new_hash)))
         return token, user, principal.expires_at
 
     @staticmethod
     def _verify(password_hash: str, password: str) -> bool:
         try:
-            return _hasher.verify(password_hash, password)
+            with _HASH_SLOTS:
+                return _hasher.verify(password_hash, password)
         except (VerificationError, InvalidHashError):
             return False
 
