@@ -46,7 +46,9 @@ def al_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-steps", type=int, help="recipe: at least this many gradient steps per round")
     p.add_argument("--no-warm-start", action="store_true", help="recipe: retrain from scratch each round")
     p.add_argument("--no-augment", action="store_true", help="recipe: no shifts/flips")
-    p.add_argument("--no-class-balance", action="store_true", help="recipe: plain (unweighted) loss")
+    p.add_argument("--class-balance", action="store_true", help="recipe: inverse-frequency class weights")
+    p.add_argument("--no-class-balance", action="store_true", help="recipe: plain loss (the default; kept so "
+                                                                   "documented commands still run)")
     p.add_argument("--quick", action="store_true", help="small smoke run (< 5 min on 2 cores): "
                    + ", ".join(f"{k}={v}" for k, v in QUICK.items()))
     p.add_argument("--json", type=Path, help="write every number here")
@@ -107,8 +109,10 @@ def config_from_args(args: argparse.Namespace) -> tuple[object, int | None, int 
         recipe = replace(recipe, warm_start=False)
     if args.no_augment:
         recipe = replace(recipe, augment=False)
-    if args.no_class_balance:
-        recipe = replace(recipe, class_balance=False)
+    if args.class_balance and args.no_class_balance:
+        raise ValueError("--class-balance and --no-class-balance contradict each other")
+    if args.class_balance:
+        recipe = replace(recipe, class_balance=True)
     cfg = Config(strategies=tuple(names),
                  seeds=tuple(int(s) for s in _csv(str(_pick(args.seeds, q, "seeds", "0,1,2")))),
                  initial=int(_pick(args.initial, q, "initial", 100)),

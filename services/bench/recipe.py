@@ -19,8 +19,11 @@ class Recipe:
       (label-preserving for garments and for capsule frames);
     - cosine learning-rate decay from ``learning_rate`` within each round, so
       every round ends at a settled minimum;
-    - ``class_balance``: inverse-frequency class weights (the labeled set of an
-      uncertainty strategy is rarely balanced).
+    - ``class_balance`` (off by default): inverse-frequency class weights. Measured on
+      Fashion-MNIST, they work AGAINST uncertainty sampling: the strategies over-sample the
+      confusable classes on purpose and the weights then down-weight exactly those labels
+      (margin at 1,000 labels: 0.799 with, 0.832 without; modAL least-confidence: 0.780 vs
+      0.790), while random's balanced labels are unaffected (0.803 vs 0.808).
     """
 
     epochs: int = 3
@@ -32,7 +35,7 @@ class Recipe:
     augment: bool = True
     shift: int = 2
     flip: bool = True
-    class_balance: bool = True
+    class_balance: bool = False
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
