@@ -19,9 +19,9 @@ class TrainingSettings(CommonSettings):
     epochs: int = env("LUMENAL_TRAINING_EPOCHS", 30)
     patience: int = env("LUMENAL_TRAINING_PATIENCE", 4)
     batch_size: int = env("LUMENAL_TRAINING_BATCH_SIZE", 32)
-    # Fitting stops after the first epoch that ends past this many seconds (0 = no limit),
-    # which bounds label-to-serving latency on small CPUs.
-    max_train_s: float = env("LUMENAL_TRAINING_MAX_TRAIN_S", 40.0)
+    # Fitting stops once past this many seconds, after at least one full epoch (0 = no
+    # limit); it bounds label-to-serving latency on small CPUs.
+    max_train_s: float = env("LUMENAL_TRAINING_MAX_TRAIN_S", 30.0)
     learning_rate: float = env("LUMENAL_TRAINING_LEARNING_RATE", 3e-3)
     input_size: int = env("LUMENAL_TRAINING_INPUT_SIZE", 64)
     class_weights: bool = env("LUMENAL_TRAINING_CLASS_WEIGHTS", True)
