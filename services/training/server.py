@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
+from collections.abc import Iterator
 
 import grpc
+import urllib3
 from google.protobuf.timestamp_pb2 import Timestamp
+from minio.error import S3Error
 
 from lumenal.core import auth, events, logs, topics
 from lumenal.core.config import from_env, listen_port
-from lumenal.core.errors import InvalidArgument
+from lumenal.core.errors import InvalidArgument, Unavailable
 from lumenal.core.grpc_server import start
 from lumenal.core.objectstore import MODELS_BUCKET, ObjectStore
 from lumenal.training.clients import Upstream
@@ -61,6 +65,15 @@ def version_to_proto(meta: dict, serving_version: int) -> training_pb2.ModelVers
     return out
 
 
+@contextlib.contextmanager
+def registry_errors() -> Iterator[None]:
+    """S3 trouble is UNAVAILABLE for the caller (retry later), not an internal error."""
+    try:
+        yield
+    except (S3Error, urllib3.exceptions.HTTPError, OSError) as exc:
+        raise Unavailable(f"model registry (S3) unavailable: {type(exc).__name__}: {exc}") from exc
+
+
 class TrainingServicer(training_pb2_grpc.TrainingServiceServicer):
     def __init__(self, engine: Engine, secret: str) -> None:
         self.engine = engine
@@ -76,7 +89,8 @@ class TrainingServicer(training_pb2_grpc.TrainingServiceServicer):
         if len(request.reason) > 500:
             raise InvalidArgument("reason is longer than 500 characters")
         reason = request.reason or f"manual ({who.subject})"
-        coalesced, run_id, message = self.engine.trigger(reason)
+        with registry_errors():
+            coalesced, run_id, message = self.engine.trigger(reason)
         log.info("retrain requested", extra={"by": who.subject, "run_id": run_id, "coalesced": coalesced})
         return training_pb2.TriggerRetrainResponse(accepted=True, coalesced=coalesced, run_id=run_id,
                                                    message=message)
@@ -89,7 +103,8 @@ class TrainingServicer(training_pb2_grpc.TrainingServiceServicer):
                                           labels_since_last_run=st["labels_since_last_run"])
         if st["current"]:
             out.current.CopyFrom(run_to_proto(st["current"]))
-        last = self.engine.last_finished()
+        with registry_errors():
+            last = self.engine.last_finished()
         if last:
             out.last.CopyFrom(run_to_proto(last))
         return out
@@ -98,7 +113,8 @@ class TrainingServicer(training_pb2_grpc.TrainingServiceServicer):
         self._auth(context, auth.ANNOTATOR)
         if request.limit < 0:
             raise InvalidArgument("limit must be >= 0 (0 = all)")
-        runs = self.engine.registry.list_runs(request.limit)
+        with registry_errors():
+            runs = self.engine.registry.list_runs(request.limit)
         current = self.engine.status()["current"]
         if current:  # the in-memory record is fresher than the stored one
             runs = [current if r["run_id"] == current["run_id"] else r for r in runs]
@@ -106,14 +122,16 @@ class TrainingServicer(training_pb2_grpc.TrainingServiceServicer):
 
     def ListModels(self, request, context):  # noqa: ANN001, N802
         self._auth(context, auth.ANNOTATOR)
-        versions = self.engine.registry.versions()
+        with registry_errors():
+            versions = self.engine.registry.versions()
         serving = self.engine.serving_version or (versions[-1]["version"] if versions else 0)
         return training_pb2.ListModelsResponse(models=[version_to_proto(m, serving) for m in versions],
                                                serving_version=serving)
 
     def Rollback(self, request, context):  # noqa: ANN001, N802
         who = self._auth(context, auth.ADMIN)
-        meta = self.engine.rollback(request.version)
+        with registry_errors():
+            meta = self.engine.rollback(request.version)
         log.info("rollback", extra={"by": who.subject, "to": request.version, "as": meta["version"]})
         return version_to_proto(meta, meta["version"])
 

@@ -16,6 +16,7 @@ import tempfile
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -161,8 +162,11 @@ class Engine:
             before = self.policy.pending
             self._count(msg.frame_id, msg.sequence, at)
             if self.policy.pending is not before:
-                self._persist()
                 self._cond.notify_all()
+                try:
+                    self._persist()
+                except Exception as exc:  # noqa: BLE001 - labels are re-counted from ListResolved on restart
+                    log.warning("could not persist the pending request", extra={"error": str(exc)})
 
     def trigger(self, reason: str) -> tuple[bool, str, str]:
         """Manual trigger: ``(coalesced, run_id, message)``."""
@@ -217,10 +221,26 @@ class Engine:
                "requests": req.count, "base_version": self.serving_version, "metrics": {},
                "params": self.params()}
         self.current = run
-        self.registry.save_run(run)
-        self._persist()
+        try:
+            self.registry.save_run(run)
+            self._persist()
+        except Exception as exc:  # noqa: BLE001 - S3 blip: the run goes on; it is saved again at the end
+            log.warning("could not record the run start", extra={"run_id": run_id, "error": str(exc)})
         log.info("run started", extra={"run_id": run_id, "reason": req.reason})
         return run
+
+    def _durably(self, what: str, fn: Callable[[], None]) -> None:
+        """Retry a registry write until it succeeds (S3 may be away for a while) or we stop."""
+        delay = 0.5
+        while True:
+            try:
+                fn()
+                return
+            except Exception as exc:  # noqa: BLE001 - keep the worker alive
+                log.warning("registry write failed; retrying", extra={"what": what, "error": str(exc)})
+                if self._stop.wait(delay):
+                    return
+                delay = min(delay * 2, 10)
 
     def params(self) -> dict:
         s = self.s
@@ -244,12 +264,16 @@ class Engine:
         run["duration_s"] = now - run["started_at"]
         RUNS.labels(run["state"]).inc()
         RUN_SECONDS.observe(run["duration_s"])
+        self._durably("run record", lambda: self.registry.save_run(run))
         with self._cond:
-            self.registry.save_run(run)
             self.current = None
             self.policy.finish(now)
-            self._persist()
             self._cond.notify_all()
+
+        def persist() -> None:
+            with self._cond:
+                self._persist()
+        self._durably("state", persist)
         log.info("run finished", extra={"run_id": run["run_id"], "state": run["state"],
                                         "error": run.get("error", ""), "duration_s": round(run["duration_s"], 2)})
 
@@ -265,7 +289,6 @@ class Engine:
         labels = self.upstream.resolved_after(0)
         with self._cond:
             self.trained_sequence = max([self.trained_sequence, *(lab.sequence for lab in labels)])
-            self._persist()
         usable = [lab for lab in labels if lab.label in class_names]
         run["metrics"]["labels_ignored"] = float(len(labels) - len(usable))
         if len(usable) < s.min_labels:
