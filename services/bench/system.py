@@ -8,10 +8,12 @@ owning area wrote, so the bench and the area's own docs agree:
 - MC dropout: ``lumenal.ml.mcbench`` (the exported ``mc_dropout`` computation vs deterministic);
 - TopK: ``lumenal.inference.bench`` (the real servicer over gRPC, 1,000,000 scored frames);
 - annotators: ``lumenal.labels.loadtest`` (20 concurrent annotators against a real labels process);
+- label-to-serving: ``lumenal.training.bench`` (the TRAINING area's measurement: an embedded
+  stack, the 1,000th label triggers the retrain, then a probed second promotion);
 - the loop: an embedded stack started here (``lumenal.stack.supervisor.Stack``: SeaweedFS, tansu,
   modelserver, storage, labels, inference, training as separate processes). A simulated oracle
   labels the SYNTHETIC demo video until the 1,000th label triggers a retrain
-  (label-to-serving latency), the pool re-score with the new version gives the pipeline's
+  (its own label-to-serving figure, as an extra), the pool re-score with the new version gives the pipeline's
   scoring throughput (compared with the same SavedModel called in-process), and a second
   promotion runs under a concurrent Predict probe (failed requests during the hot swap).
 
@@ -36,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 VTEST = Path("/usr/share/doc/opencv-doc/examples/data/vtest.avi")
-SECTIONS = ("ingest", "mc", "topk", "annotators", "loop")
+SECTIONS = ("ingest", "mc", "topk", "annotators", "training", "loop")
 KEYS = ("ingest_ratio", "scoring_ratio", "mc_dropout_ratio", "topk_p95_ms", "nexttask_p95_ms",
         "label_to_serving_s", "swap_failed_requests")
 
@@ -344,11 +346,29 @@ def _run_dict(run: object) -> dict[str, object]:
             "metrics": dict(run.metrics), "error": run.error}
 
 
+def section_training(work: Path, labels: int) -> dict[str, object]:
+    """The TRAINING area's own measurement (``lumenal.training.bench``): N-th label -> serving."""
+    from lumenal.training import bench as training_bench
+
+    work.mkdir(parents=True, exist_ok=True)
+    result = training_bench.run([labels], work=work)["sizes"][str(labels)]
+    if "error" in result:
+        raise RuntimeError(result["error"])
+    return {"label_to_serving_s": result["label_to_serving_s"], "training": result}
+
+
 def section_loop(work: Path, labels: int, video_frames: int, video_size: int, annotators: int,
                  timeout_s: float) -> dict[str, object]:
+    """The whole loop with inference: pipeline scoring rate, plus its own latency and swap counts."""
     out = Loop(work / "stack", labels, video_frames, video_size, annotators, timeout_s).run()
-    return {"label_to_serving_s": out.get("label_to_serving_s"), "scoring_ratio": out.get("scoring_ratio"),
-            "swap_failed_requests": out.get("swap_failed_requests"), "loop": out}
+    return {"scoring_ratio": out.get("scoring_ratio"), "loop": out}
+
+
+def swap_failures(doc: dict[str, object]) -> int | None:
+    """Failed Predicts summed over every hot swap this run probed (training and loop sections)."""
+    counts = [d["swap"]["failed"] for d in (doc.get("training"), doc.get("loop"))
+              if isinstance(d, dict) and isinstance(d.get("swap"), dict)]
+    return sum(counts) if counts else None
 
 
 # -- command ----------------------------------------------------------------------------------
@@ -380,6 +400,7 @@ def run_sections(args: argparse.Namespace, work: Path) -> dict[str, object]:
         "mc": section_mc,
         "topk": lambda: section_topk(args.topk_frames, args.topk_calls),
         "annotators": lambda: section_annotators(work / "labels", args.annotators, args.annotator_frames),
+        "training": lambda: section_training(work / "training", args.labels),
         "loop": lambda: section_loop(work, args.labels, args.video_frames, args.video_size, 3, args.timeout),
     }
     doc: dict[str, object] = dict.fromkeys(KEYS)
@@ -397,6 +418,7 @@ def run_sections(args: argparse.Namespace, work: Path) -> dict[str, object]:
         status["seconds"] = time.perf_counter() - start
         doc["sections"][name] = status
         doc.update(result)
+    doc["swap_failed_requests"] = swap_failures(doc)
     return doc
 
 
