@@ -163,8 +163,8 @@ class GatedStore(ObjectStore):
             with self.lock:
                 self.puts += 1
                 n = self.puts
-            if n > self.open_for:
-                self.gate.wait(60)
+            if n > self.open_for and not self.gate.wait(60):
+                self.gate.set()  # the watcher is gone: let the test fail, never hang
         super().put_bytes(bucket, key, data, content_type, metadata)
 
 
@@ -180,14 +180,16 @@ def test_first_batches_are_published_before_the_video_is_read(settings, stack_in
     ingest_done = threading.Event()
 
     def watch() -> None:
-        c = consumer(stack_infra.kafka_bootstrap)
-        while not seen_first.is_set() and not ingest_done.is_set():
-            records = [r for recs in c.poll(timeout_ms=200).values() for r in recs]
-            if any(events_pb2.FramesIngested.FromString(r.value).video_id == vid for r in records):
-                done_when_first_seen.append(ingest_done.is_set())
-                seen_first.set()
-                store.gate.set()
-        c.close()
+        try:
+            c = consumer(stack_infra.kafka_bootstrap)
+            while not seen_first.is_set() and not ingest_done.is_set():
+                records = [r for recs in c.poll(timeout_ms=200).values() for r in recs]
+                if any(events_pb2.FramesIngested.FromString(r.value).video_id == vid for r in records):
+                    done_when_first_seen.append(ingest_done.is_set())
+                    seen_first.set()
+            c.close()
+        finally:
+            store.gate.set()  # also when the watcher fails: the assertions below then say so
 
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
