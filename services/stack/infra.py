@@ -54,13 +54,15 @@ def seaweed(data_dir: Path, log_dir: Path, s3: S3Config) -> ManagedProcess:
         "name": "lumenal", "credentials": [{"accessKey": s3.access_key, "secretKey": s3.secret_key}],
         "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}))
     config.chmod(0o600)
+    master, volume, filer = free_port(), free_port(), free_port()
     argv = [weed_binary(), f"-logdir={log_dir}", "mini", f"-dir={data_dir}", "-ip=127.0.0.1",
-            "-ip.bind=127.0.0.1", f"-master.port={free_port()}", f"-volume.port={free_port()}",
-            f"-filer.port={free_port()}", f"-s3.port={s3.port}", "-s3.port.iceberg=0",
+            "-ip.bind=127.0.0.1", f"-master.port={master}", f"-volume.port={volume}",
+            f"-filer.port={filer}", f"-s3.port={s3.port}", "-s3.port.iceberg=0",
             "-s3.port.lance=0", "-webdav=false", "-admin.ui=false", f"-s3.config={config}",
             f"-filer.localSocket={run_dir / 'filer.sock'}", f"-s3.localSocket={run_dir / 's3.sock'}"]
     log_dir.mkdir(parents=True, exist_ok=True)
-    return ManagedProcess("s3", argv, log_dir / "seaweedfs.out", ready=lambda: port_open(s3.port))
+    return ManagedProcess("s3", argv, log_dir / "seaweedfs.out", ready=lambda: port_open(s3.port),
+                          ports=[master, volume, filer, s3.port])
 
 
 def tansu(port: int, log_dir: Path, storage: str, s3: S3Config | None = None) -> ManagedProcess:
@@ -76,6 +78,13 @@ def tansu(port: int, log_dir: Path, storage: str, s3: S3Config | None = None) ->
     return ManagedProcess("kafka", argv, log_dir / "tansu.out", env=env, ready=lambda: port_open(port))
 
 
-def leftover_weed_sockets() -> list[str]:
-    """SeaweedFS sockets in /tmp whose process is gone (a clean stop removes them)."""
-    return glob.glob("/tmp/seaweedfs-*-grpc-*.sock")
+def leftover_weed_sockets(proc: ManagedProcess | None = None) -> list[str]:
+    """SeaweedFS's gRPC sockets in /tmp (a clean stop removes them); only ``proc``'s when given.
+
+    Their names end in the gRPC port, which is the component's port + 10000.
+    """
+    found = glob.glob("/tmp/seaweedfs-*-grpc-*.sock")
+    if proc is None:
+        return found
+    mine = {str(p + off) for p in proc.ports for off in (0, 10000)}
+    return [s for s in found if s.rsplit("-", 1)[-1].removesuffix(".sock") in mine]

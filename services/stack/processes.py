@@ -61,6 +61,7 @@ class ManagedProcess:
     stop_signal: int = signal.SIGTERM
     popen: subprocess.Popen | None = None
     restarts: int = 0
+    ports: list[int] = field(default_factory=list)  # every port it listens on
 
     def start(self) -> ManagedProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)

@@ -203,16 +203,16 @@ class Stack:
         state.remove(self.home)
 
     def _remove_stale_sockets(self) -> None:
-        """SeaweedFS removes its /tmp sockets on a clean stop; a killed one may not."""
-        ports = {str(r.port) for r in self.running.values()}
-        for sock in infra.leftover_weed_sockets():
-            if any(sock.endswith(f"-{p}.sock") for p in ports) or not self._weed_alive():
-                with contextlib.suppress(OSError):
-                    Path(sock).unlink()
+        """SeaweedFS removes its /tmp sockets on a clean stop; a killed one may not.
 
-    def _weed_alive(self) -> bool:
+        Only this stack's own: other SeaweedFS instances on the machine keep theirs.
+        """
         run = self.running.get("s3")
-        return bool(run and run.proc.alive())
+        if run is None or run.proc.alive():
+            return
+        for sock in infra.leftover_weed_sockets(run.proc):
+            with contextlib.suppress(OSError):
+                Path(sock).unlink()
 
     def _write_state(self, ready: bool) -> None:
         state.write({
