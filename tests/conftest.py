@@ -80,6 +80,26 @@ def stack_infra(s3_server: infra.S3Config, kafka_server: str) -> Infra:
     return Infra(s3_server, kafka_server)
 
 
+def _own_broker(s3: infra.S3Config, tmp: Path) -> Iterator[Infra]:
+    port = free_port()
+    proc = infra.tansu(port, tmp, "memory://tansu/").start().wait_ready(30)
+    yield Infra(s3, f"127.0.0.1:{port}")
+    proc.stop()
+
+
+@pytest.fixture
+def isolated_infra(s3_server: infra.S3Config, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Infra]:
+    """Shared S3 but a broker of the test's own, for services that replay topics from the start
+    (on the session broker they would also see every earlier test's events)."""
+    yield from _own_broker(s3_server, tmp_path_factory.mktemp("tansu"))
+
+
+@pytest.fixture(scope="module")
+def module_infra(s3_server: infra.S3Config, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Infra]:
+    """Like ``isolated_infra``, one broker per test module."""
+    yield from _own_broker(s3_server, tmp_path_factory.mktemp("tansu"))
+
+
 @pytest.fixture
 def object_store(s3_server: infra.S3Config) -> ObjectStore:
     return ObjectStore.from_settings(Infra(s3_server).settings())

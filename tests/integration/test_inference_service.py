@@ -107,8 +107,8 @@ def start_modelserver(tmp: Path, base: Path, port: int) -> ManagedProcess:
 
 
 @pytest.fixture
-def env(stack_infra, object_store: ObjectStore, unique: str, tmp_path: Path) -> Iterator[Env]:  # noqa: ANN001
-    ensure_topics(stack_infra.kafka_bootstrap)
+def env(isolated_infra, object_store: ObjectStore, unique: str, tmp_path: Path) -> Iterator[Env]:  # noqa: ANN001
+    ensure_topics(isolated_infra.kafka_bootstrap)
     storage_srv = grpc_server.start("test-storage", 0, [(storage_pb2_grpc.add_StorageServiceServicer_to_server,
                                                           S3Storage(object_store, f"itest/{unique}"),
                                                           "lumenal.v1.StorageService")], metrics_port=-1)
@@ -117,7 +117,7 @@ def env(stack_infra, object_store: ObjectStore, unique: str, tmp_path: Path) -> 
     ms_port = free_port()
     modelserver = start_modelserver(tmp_path, base, ms_port)
     settings = from_env(InferenceSettings, environ={}, **{
-        **{k: getattr(stack_infra.settings(), k) for k in ("kafka_bootstrap", "s3_endpoint", "s3_access_key",
+        **{k: getattr(isolated_infra.settings(), k) for k in ("kafka_bootstrap", "s3_endpoint", "s3_access_key",
                                                            "s3_secret_key")},
         "auth_secret": SECRET, "storage_addr": f"127.0.0.1:{storage_srv.port}",
         "modelserver_addr": f"127.0.0.1:{ms_port}", "model_name": f"m{unique}", "group": f"inference-{unique}",

@@ -26,7 +26,7 @@ from lumenal.v1 import (
 
 pytestmark = pytest.mark.integration
 
-SECRET = "test-secret"  # what stack_infra.env() gives service processes
+SECRET = "test-secret"  # what isolated_infra.env() gives service processes
 
 
 class RankingInference(inference_pb2_grpc.InferenceServiceServicer):
@@ -78,14 +78,14 @@ def read_events(bootstrap: str, group: str, frame_ids: set[str], want_submitted:
     return submitted, resolved
 
 
-def test_frames_in_labels_out_with_ranking_and_outbox_recovery(stack_infra, tmp_path, unique):
-    bootstrap = stack_infra.kafka_bootstrap
+def test_frames_in_labels_out_with_ranking_and_outbox_recovery(isolated_infra, tmp_path, unique):
+    bootstrap = isolated_infra.kafka_bootstrap
     frame_ids = [f"ev{unique}:{i:06d}" for i in range(4)]
     ranking = RankingInference(list(reversed(frame_ids)))
     inference = grpc_server.start("fake-inference", 0, [(inference_pb2_grpc.add_InferenceServiceServicer_to_server,
                                                          ranking, "lumenal.v1.InferenceService")], metrics_port=-1)
     db_url = f"sqlite:///{tmp_path}/labels.db"
-    env = {**stack_infra.env(), "LUMENAL_DB_URL": db_url, "LUMENAL_INFERENCE_ADDR": f"127.0.0.1:{inference.port}",
+    env = {**isolated_infra.env(), "LUMENAL_DB_URL": db_url, "LUMENAL_INFERENCE_ADDR": f"127.0.0.1:{inference.port}",
            "LUMENAL_LABELS_CONSUMER_SESSION_MS": "6000", "LUMENAL_LABELS_ADMIN_PASSWORD": "root-password",
            "LUMENAL_LABELS_CLASS_NAMES": "a,b", "LUMENAL_LABELS_OVERLAP_FRACTION": "0",
            "LUMENAL_LABELS_STRATEGY": "entropy"}

@@ -43,8 +43,8 @@ def data_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def settings(stack_infra, data_dir) -> StorageSettings:
-    base = vars(stack_infra.settings())
+def settings(module_infra, data_dir) -> StorageSettings:
+    base = vars(module_infra.settings())
     roots = f"{data_dir}:{Path('/usr/share/doc/opencv-doc')}"
     return from_env(StorageSettings, environ={}, **{**base, "auth_secret": SECRET, "ingest_roots": roots,
                                                    "spool_dir": str(data_dir)})
@@ -74,7 +74,7 @@ def _decode(data: bytes) -> Image.Image:
     return Image.open(io.BytesIO(data))
 
 
-def test_vtest_by_path_stores_samples_dedups_and_publishes(storage, stack_infra, settings, unique):
+def test_vtest_by_path_stores_samples_dedups_and_publishes(storage, module_infra, settings, unique):
     video = need_vtest()
     vid = f"vtest-{unique}"
     progress = ingest_path(storage, video, video_id=vid)
@@ -91,7 +91,7 @@ def test_vtest_by_path_stores_samples_dedups_and_publishes(storage, stack_infra,
     hashes = [int(f.phash, 16) for f in listed.frames]
     assert all(media.hamming(a, b) > settings.dedup_threshold for a, b in zip(hashes, hashes[1:], strict=False))
 
-    events = collect(stack_infra.kafka_bootstrap, vid, last.frames_stored)
+    events = collect(module_infra.kafka_bootstrap, vid, last.frames_stored)
     assert len(events) == last.batches_published == -(-last.frames_stored // settings.batch_size)
     assert sum(e.last_batch for e in events) == 1
     assert sorted(f.frame_id for e in events for f in e.frames) == [f.frame_id for f in listed.frames]
@@ -168,7 +168,7 @@ class GatedStore(ObjectStore):
         super().put_bytes(bucket, key, data, content_type, metadata)
 
 
-def test_first_batches_are_published_before_the_video_is_read(settings, stack_infra, demo, unique):
+def test_first_batches_are_published_before_the_video_is_read(settings, module_infra, demo, unique):
     """Frame uploads stall after two batches until a consumer has seen the first batch: the
     ingest can only finish if batches go out while decoding is still going on."""
     store = GatedStore(ObjectStore.from_settings(settings).client, open_for=2 * 8)
@@ -181,7 +181,7 @@ def test_first_batches_are_published_before_the_video_is_read(settings, stack_in
 
     def watch() -> None:
         try:
-            c = consumer(stack_infra.kafka_bootstrap)
+            c = consumer(module_infra.kafka_bootstrap)
             while not seen_first.is_set() and not ingest_done.is_set():
                 records = [r for recs in c.poll(timeout_ms=200).values() for r in recs]
                 if any(events_pb2.FramesIngested.FromString(r.value).video_id == vid for r in records):
@@ -213,7 +213,7 @@ def test_first_batches_are_published_before_the_video_is_read(settings, stack_in
     assert progress[-1].frames_stored == 300 and progress[-1].batches_published == 300 // 8 + 1
 
 
-def test_demo_video_keeps_ground_truth(storage, demo, stack_infra, unique):
+def test_demo_video_keeps_ground_truth(storage, demo, module_infra, unique):
     vid = f"demo-{unique}"
     last = ingest_path(storage, demo.video, video_id=vid, sample_fps=-1,
                        ground_truth_csv=str(demo.ground_truth))[-1]
@@ -223,7 +223,7 @@ def test_demo_video_keeps_ground_truth(storage, demo, stack_infra, unique):
                                 metadata=md()).frames
     assert all(f.ground_truth == demo.labels[f.frame_index] for f in frames)
     assert {f.ground_truth for f in frames} == set(synthetic.CLASSES)
-    events = collect(stack_infra.kafka_bootstrap, vid, len(frames))
+    events = collect(module_infra.kafka_bootstrap, vid, len(frames))
     assert {f.frame_id: f.ground_truth for e in events for f in e.frames} == {f.frame_id: f.ground_truth for f in frames}
 
 
@@ -364,7 +364,7 @@ class FailingStore(ObjectStore):
         super().put_bytes(bucket, key, data, content_type, metadata)
 
 
-def test_failure_mid_ingest_rolls_back_and_announces_it(settings, stack_infra, object_store, demo, unique):
+def test_failure_mid_ingest_rolls_back_and_announces_it(settings, module_infra, object_store, demo, unique):
     server, _ = _serve(settings, store=FailingStore(ObjectStore.from_settings(settings).client), upload_workers=1)
     ch, s = stub(server.port)
     vid = f"fail-{unique}"
@@ -381,7 +381,7 @@ def test_failure_mid_ingest_rolls_back_and_announces_it(settings, stack_infra, o
     assert max(p.batches_published for p in seen) >= 1
     assert keys_and_etags(object_store, f"videos/{vid}/") == {}
     assert keys_and_etags(object_store, manifest_key(vid)) == {}
-    events = collect(stack_infra.kafka_bootstrap, vid, 0, timeout_s=30)
+    events = collect(module_infra.kafka_bootstrap, vid, 0, timeout_s=30)
     aborted = [ev for ev in events if ev.aborted]
     assert len(aborted) == 1 and aborted[0].last_batch and not aborted[0].frames
     assert not any(ev.last_batch for ev in events if not ev.aborted)
