@@ -247,24 +247,25 @@ def predict_all(model: keras.Model, spec: ModelSpec, x: np.ndarray, mc_samples: 
     return {k: np.concatenate(v) for k, v in parts.items()}
 
 
+def _run_signature(model: keras.Model, spec: ModelSpec, x: np.ndarray, signature: str, output: str,
+                   batch_size: int) -> np.ndarray:
+    """One exported signature, in-process and in batches (same graph as the served model)."""
+    x = _check_images(x, spec)
+    fn = getattr(serving_module(model, spec), signature)
+    out = [fn(tf.constant(x[s:s + batch_size]))[output].numpy() for s in range(0, max(len(x), 1), batch_size)]
+    return np.concatenate(out)
+
+
 def predict_probabilities(model: keras.Model, spec: ModelSpec, x: np.ndarray,
                           batch_size: int = 256) -> np.ndarray:
     """Deterministic class probabilities (the ``serving_default`` computation)."""
-    x = _check_images(x, spec)
-    module = serving_module(model, spec)
-    out = [module.serving_default(tf.constant(x[s:s + batch_size]))["probabilities"].numpy()
-           for s in range(0, max(len(x), 1), batch_size)]
-    return np.concatenate(out)
+    return _run_signature(model, spec, x, "serving_default", "probabilities", batch_size)
 
 
 def predict_embedding(model: keras.Model, spec: ModelSpec, x: np.ndarray,
                       batch_size: int = 256) -> np.ndarray:
     """Deterministic penultimate features (the ``embedding`` computation)."""
-    x = _check_images(x, spec)
-    module = serving_module(model, spec)
-    out = [module.embedding(tf.constant(x[s:s + batch_size]))["embedding"].numpy()
-           for s in range(0, max(len(x), 1), batch_size)]
-    return np.concatenate(out)
+    return _run_signature(model, spec, x, "embedding", "embedding", batch_size)
 
 
 def export_version(model: keras.Model, spec: ModelSpec, base_path: str | Path, version: int) -> Path:
