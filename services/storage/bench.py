@@ -8,6 +8,7 @@ number includes gRPC, hashing, JPEG encoding, S3 puts and publishing.
 from __future__ import annotations
 
 import dataclasses
+import statistics
 import time
 from pathlib import Path
 
@@ -50,8 +51,15 @@ def ingest_fps(settings: StorageSettings, video: Path, video_id: str, sample_fps
 
 
 def measure(settings: StorageSettings, video: Path, video_id: str, sample_fps: float = -1,
-            dedup: int = -1) -> dict[str, float]:
-    frames, raw = decode_fps(video)
-    last, ingest = ingest_fps(settings, video, video_id, sample_fps, dedup)
+            dedup: int = -1, repeats: int = 3) -> dict[str, float]:
+    """Median decode and ingest rates over ``repeats`` alternating runs (each ingest under a new
+    video id), so a burst of load on a shared machine does not decide the ratio alone."""
+    decodes, ingests = [], []
+    for i in range(repeats):
+        frames, raw = decode_fps(video)
+        last, ingest = ingest_fps(settings, video, f"{video_id}-{i}", sample_fps, dedup)
+        decodes.append(raw)
+        ingests.append(ingest)
+    raw, ingest = statistics.median(decodes), statistics.median(ingests)
     return {"frames": frames, "stored": last.frames_stored, "decode_fps": raw, "ingest_fps": ingest,
-            "ratio": ingest / raw}
+            "ratio": ingest / raw, "repeats": repeats, "decode_fps_runs": decodes, "ingest_fps_runs": ingests}

@@ -1,9 +1,10 @@
 """One ingest: decode -> sample -> de-duplicate -> store in S3 -> publish, as a stream.
 
-Frames are encoded and uploaded by a small thread pool while the next ones
-decode; a ``frames.ingested`` batch is published as soon as all its frames
-are stored, so consumers start on the first frames long before the video
-ends. The final batch carries ``last_batch``.
+Frames are encoded by a small thread pool while the next ones decode; the
+frames of each ``frames.ingested`` batch are stored as one pack object
+(``packs.py``: one S3 PUT per batch, not per frame) and the batch is
+published as soon as its pack is stored, so consumers start on the first
+frames long before the video ends. The final batch carries ``last_batch``.
 
 Failure is all or nothing: bad input is rejected before anything is
 written where possible (the demux probe); a failure during decoding removes
@@ -17,7 +18,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import urllib.parse
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -31,7 +31,7 @@ from lumenal.core import topics
 from lumenal.core.errors import AlreadyExists, FailedPrecondition
 from lumenal.core.events import Publisher, now_ts
 from lumenal.core.objectstore import FRAMES_BUCKET, ObjectStore
-from lumenal.storage import keys, media
+from lumenal.storage import keys, media, packs
 from lumenal.storage.catalog import Catalog, Manifest, manifest_key
 from lumenal.storage.settings import StorageSettings
 from lumenal.v1 import common_pb2, events_pb2, storage_pb2
@@ -66,34 +66,16 @@ class Job:
                 "ground_truth_sha256": self.ground_truth_sha256}
 
 
-def object_metadata(m: common_pb2.FrameMeta) -> dict[str, str]:
-    """Frame metadata on the S3 object itself, so GetFrame needs no index (and works mid-ingest)."""
-    q = urllib.parse.quote
-    return {"frame-id": m.frame_id, "video-id": m.video_id, "frame-index": str(m.frame_index),
-            "timestamp-s": repr(m.timestamp_s), "width": str(m.width), "height": str(m.height),
-            "ground-truth": q(m.ground_truth), "source": q(m.source), "phash": m.phash}
-
-
-def meta_from_headers(headers, object_key: str) -> common_pb2.FrameMeta:  # noqa: ANN001 - urllib3 headers
-    def h(name: str, default: str = "") -> str:
-        return headers.get(f"x-amz-meta-{name}", default)
-    uq = urllib.parse.unquote
-    return common_pb2.FrameMeta(
-        frame_id=h("frame-id"), video_id=h("video-id"), frame_index=int(h("frame-index", "0")),
-        timestamp_s=float(h("timestamp-s", "0")), object_key=object_key, width=int(h("width", "0")),
-        height=int(h("height", "0")), content_type=headers.get("content-type", ""),
-        ground_truth=uq(h("ground-truth")), source=uq(h("source")), phash=h("phash"))
-
-
 class Ingestor:
     """Runs jobs; one at a time per video id."""
 
     def __init__(self, settings: StorageSettings, store: ObjectStore, catalog: Catalog,
-                 publisher: Callable[[], Publisher]) -> None:
+                 publisher: Callable[[], Publisher], reader: packs.PackReader) -> None:
         self.settings = settings
         self.store = store
         self.catalog = catalog
         self.publisher = publisher
+        self.reader = reader
         self._busy: set[str] = set()
         self._lock = threading.Lock()
 
@@ -141,6 +123,7 @@ class Ingestor:
         errors = list(self.store.client.remove_objects(FRAMES_BUCKET, (DeleteObject(n) for n in names)))
         for err in errors:  # fall back to one by one for a store without multi-delete
             self.store.remove(FRAMES_BUCKET, err.name)
+        self.reader.forget(video_id)
         if self.store.exists(FRAMES_BUCKET, manifest_key(video_id)):
             self.catalog.delete(video_id)
 
@@ -169,11 +152,13 @@ class _Run:
     def stream(self) -> Iterator[storage_pb2.IngestProgress]:
         publisher = self.i.publisher()  # fail fast (UNAVAILABLE) before writing anything
         self.i.catalog.write(self.manifest)
-        pool = ThreadPoolExecutor(max(1, self.s.upload_workers), thread_name_prefix="upload")
+        workers = max(1, self.s.upload_workers)
+        encoders = ThreadPoolExecutor(workers, thread_name_prefix="encode")
+        uploads = ThreadPoolExecutor(max(1, workers // 4), thread_name_prefix="upload")
         ok = False
         try:
             yield self.progress()
-            yield from self._pipeline(pool, publisher)
+            yield from self._pipeline(encoders, uploads, publisher)
             for ack in self.acks:
                 ack.get(timeout=60)  # every batch is on the broker before we call it done
             self._finish()
@@ -183,38 +168,41 @@ class _Run:
                                         "batches": self.batches})
             yield self.progress(done=True)
         finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+            encoders.shutdown(wait=True, cancel_futures=True)
+            uploads.shutdown(wait=True, cancel_futures=True)
             if not ok:
                 self._rollback(publisher)
 
-    def _pipeline(self, pool: ThreadPoolExecutor, publisher: Publisher) -> Iterator[storage_pb2.IngestProgress]:
-        pending: deque[list[tuple[common_pb2.FrameMeta, Future]]] = deque()
+    def _pipeline(self, encoders: ThreadPoolExecutor, uploads: ThreadPoolExecutor,
+                  publisher: Publisher) -> Iterator[storage_pb2.IngestProgress]:
+        stored: deque[tuple[list[common_pb2.FrameMeta], Future]] = deque()  # packs being stored, in order
         current: list[tuple[common_pb2.FrameMeta, Future]] = []
         inflight: deque[Future] = deque()
         max_inflight = max(4 * self.s.upload_workers, self.job.batch_size)
         last_progress = time.monotonic()
         for kept in self.job.frames(self.counts):
             meta = self._meta(kept)
-            fut = pool.submit(self._store, kept, meta)
+            fut = encoders.submit(media.encode_kept, kept, self.s.frame_format, self.s.jpeg_quality)
             current.append((meta, fut))
             inflight.append(fut)
             while len(inflight) > max_inflight:
                 inflight.popleft().result()
             if len(current) == self.job.batch_size:
-                pending.append(current)
+                stored.append(([m for m, _ in current], uploads.submit(self._store_pack, current)))
                 current = []
-            # Publish every finished batch that is known not to be the last one.
+            # Publish every stored batch that is known not to be the last one.
             published = False
-            while pending and (len(pending) > 1 or current) and all(f.done() for _, f in pending[0]):
-                self._publish(publisher, pending.popleft(), last=False)
+            while stored and (len(stored) > 1 or current) and stored[0][1].done():
+                self._publish(publisher, *stored.popleft(), last=False)
                 published = True
             if published or time.monotonic() - last_progress > PROGRESS_EVERY_S:
                 last_progress = time.monotonic()
                 yield self.progress()
         if current:
-            pending.append(current)
-        while pending:
-            self._publish(publisher, pending.popleft(), last=not pending)
+            stored.append(([m for m, _ in current], uploads.submit(self._store_pack, current)))
+        while stored:
+            metas, done = stored.popleft()
+            self._publish(publisher, metas, done, last=not stored)
         FRAMES.labels("unsampled").inc(self.counts.unsampled)
         FRAMES.labels("duplicate").inc(self.counts.duplicates)
         FRAMES.labels("skipped").inc(len(self.counts.skipped))
@@ -228,16 +216,17 @@ class _Run:
             height=kept.height, content_type=content_type, ground_truth=kept.ground_truth,
             source=kept.source, phash=media.hash_hex(kept.phash))
 
-    def _store(self, kept: media.KeptFrame, meta: common_pb2.FrameMeta) -> None:
-        data, content_type = media.encode_kept(kept, self.s.frame_format, self.s.jpeg_quality)
-        self.i.store.put_bytes(FRAMES_BUCKET, meta.object_key, data, content_type, object_metadata(meta))
-        FRAMES.labels("stored").inc()
+    def _store_pack(self, batch: list[tuple[common_pb2.FrameMeta, Future]]) -> None:
+        """One PUT for the whole batch (runs in an upload thread; waits for its encodes)."""
+        frames = [(meta, fut.result()[0]) for meta, fut in batch]
+        first = batch[0][0]
+        self.i.store.put_bytes(FRAMES_BUCKET, packs.pack_key(first.video_id, first.frame_index),
+                               packs.build(frames), packs.CONTENT_TYPE)
+        FRAMES.labels("stored").inc(len(frames))
 
-    def _publish(self, publisher: Publisher, batch: list[tuple[common_pb2.FrameMeta, Future]],
+    def _publish(self, publisher: Publisher, metas: list[common_pb2.FrameMeta], stored: Future,
                  last: bool) -> None:
-        for _, fut in batch:
-            fut.result()  # raises the upload's error, if any
-        metas = [m for m, _ in batch]
+        stored.result()  # raises the upload's error, if any
         event = events_pb2.FramesIngested(video_id=self.job.video_id, frames=metas,
                                           ingested_at=now_ts(), last_batch=last)
         self.acks.append(publisher.publish(topics.FRAMES_INGESTED, event, metas[0].frame_id))

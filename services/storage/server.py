@@ -16,16 +16,15 @@ from pathlib import Path
 
 import grpc
 from minio import Minio
-from minio.error import S3Error
 from prometheus_client import Counter
 
 from lumenal.core import auth, events, grpc_server, logs, topics
 from lumenal.core.config import listen_port
-from lumenal.core.errors import InvalidArgument, NotFound, ResourceExhausted, Unavailable
+from lumenal.core.errors import InvalidArgument, ResourceExhausted, Unavailable
 from lumenal.core.objectstore import FRAMES_BUCKET, ObjectStore
-from lumenal.storage import keys, media, sources
+from lumenal.storage import keys, media, packs, sources
 from lumenal.storage.catalog import Catalog
-from lumenal.storage.ingest import Ingestor, Job, meta_from_headers, video_job
+from lumenal.storage.ingest import Ingestor, Job, video_job
 from lumenal.storage.settings import StorageSettings, load
 from lumenal.v1 import storage_pb2, storage_pb2_grpc
 
@@ -35,6 +34,7 @@ UPLOAD_BYTES = Counter("lumenal_storage_upload_bytes_total", "bytes received by 
 MAX_TTL_S = 7 * 24 * 3600  # S3's limit for presigned URLs
 MAX_BATCH = 10_000
 MAX_GET_FRAMES = 10_000
+GET_FRAMES_CHUNK = 256  # frames read (and held) at once by GetFrames
 
 
 def kafka_reachable(bootstrap: str, timeout_s: float = 1.0) -> bool:
@@ -53,7 +53,8 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
         self.settings = settings
         self.store = store or ObjectStore.from_settings(settings)
         self.catalog = Catalog(self.store)
-        self.ingestor = Ingestor(settings, self.store, self.catalog, self.publisher)
+        self.packs = packs.PackReader(self.store)
+        self.ingestor = Ingestor(settings, self.store, self.catalog, self.publisher, self.packs)
         self._publisher: events.Publisher | None = None
         self._lock = threading.Lock()
         self._presigner = self._make_presigner()
@@ -203,34 +204,32 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
             path.unlink(missing_ok=True)
 
     # -- reads ----------------------------------------------------------------
-    def _get(self, frame_id: str) -> storage_pb2.Frame:
-        video_id, index = keys.parse_frame_id(frame_id)
-        key = keys.frame_key(video_id, index)
-        try:
-            resp = self.store.client.get_object(FRAMES_BUCKET, key)
-        except S3Error as exc:
-            if exc.code in ("NoSuchKey", "NoSuchBucket", "NoSuchObject"):
-                raise NotFound(f"no frame {frame_id!r}") from None
-            raise
-        try:
-            return storage_pb2.Frame(meta=meta_from_headers(resp.headers, key), image=resp.read())
-        finally:
-            resp.close()
-            resp.release_conn()
+    def _get(self, frame_ids: list[str]) -> list[storage_pb2.Frame]:
+        """Frames in the order asked; one ranged read per pack (ids of one video, one batch)."""
+        parsed = [keys.parse_frame_id(fid) for fid in frame_ids]
+        by_video: dict[str, list[int]] = {}
+        for video_id, index in parsed:
+            by_video.setdefault(video_id, []).append(index)
+        found = {}
+        for video_id, indexes in by_video.items():
+            for meta, data in self.packs.read(video_id, indexes):
+                found[meta.frame_id] = storage_pb2.Frame(meta=meta, image=data)
+        return [found[keys.frame_id(v, i)] for v, i in parsed]
 
     def GetFrame(self, request: storage_pb2.GetFrameRequest, context: grpc.ServicerContext) -> storage_pb2.Frame:
         self._caller(context)
-        return self._get(request.frame_id)
+        return self._get([request.frame_id])[0]
 
     def GetFrames(self, request: storage_pb2.GetFramesRequest, context: grpc.ServicerContext
                   ) -> Iterator[storage_pb2.Frame]:
         self._caller(context)
         if len(request.frame_ids) > MAX_GET_FRAMES:
             raise InvalidArgument(f"at most {MAX_GET_FRAMES} frame ids per call, got {len(request.frame_ids)}")
-        for fid in request.frame_ids:  # validate all before streaming any
+        ids = list(request.frame_ids)
+        for fid in ids:  # validate all before streaming any
             keys.parse_frame_id(fid)
-        for fid in request.frame_ids:
-            yield self._get(fid)
+        for start in range(0, len(ids), GET_FRAMES_CHUNK):
+            yield from self._get(ids[start:start + GET_FRAMES_CHUNK])
 
     def ListFrames(self, request: storage_pb2.ListFramesRequest, context: grpc.ServicerContext
                    ) -> storage_pb2.ListFramesResponse:
@@ -244,9 +243,7 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
         if ttl < 0 or ttl > MAX_TTL_S:
             raise InvalidArgument(f"url_ttl_s must be between 1 and {MAX_TTL_S}, got {request.url_ttl_s}")
         video_id, index = keys.parse_frame_id(request.frame_id)
-        key = keys.frame_key(video_id, index)
-        if not self.store.exists(FRAMES_BUCKET, key):
-            raise NotFound(f"no frame {request.frame_id!r}")
+        key = self.packs.materialise(video_id, index)
         url = self._presigner.presigned_get_object(FRAMES_BUCKET, key, expires=timedelta(seconds=ttl))
         return storage_pb2.FrameUrl(url=url, expires_in_s=ttl)
 

@@ -151,7 +151,7 @@ def test_upload_and_path_of_the_same_content_are_one_idempotent_video(storage, o
 
 
 class GatedStore(ObjectStore):
-    """Real S3, but frame uploads after the first ``open_for`` wait for ``gate``."""
+    """Real S3, but frame-pack uploads after the first ``open_for`` wait for ``gate``."""
 
     def __init__(self, client, open_for: int) -> None:  # noqa: ANN001
         super().__init__(client)
@@ -159,7 +159,7 @@ class GatedStore(ObjectStore):
         self.lock = threading.Lock()
 
     def put_bytes(self, bucket, key, data, content_type="application/octet-stream", metadata=None):  # noqa: ANN001
-        if "/frames/" in key:
+        if "/packs/" in key:
             with self.lock:
                 self.puts += 1
                 n = self.puts
@@ -169,9 +169,9 @@ class GatedStore(ObjectStore):
 
 
 def test_first_batches_are_published_before_the_video_is_read(settings, module_infra, demo, unique):
-    """Frame uploads stall after two batches until a consumer has seen the first batch: the
+    """Frame uploads stall after two batches (packs) until a consumer has seen the first batch: the
     ingest can only finish if batches go out while decoding is still going on."""
-    store = GatedStore(ObjectStore.from_settings(settings).client, open_for=2 * 8)
+    store = GatedStore(ObjectStore.from_settings(settings).client, open_for=2)
     server, _ = _serve(settings, store=store, upload_workers=2)
     ch, s = stub(server.port)
     vid = f"stream-{unique}"
@@ -349,17 +349,17 @@ def test_oversized_upload_is_refused_and_nothing_is_left(settings, object_store,
 
 
 class FailingStore(ObjectStore):
-    """Real S3 whose 40th frame upload fails (a disk fills up, a node dies)."""
+    """Real S3 whose 5th frame-pack upload fails (a disk fills up, a node dies)."""
 
     def __init__(self, client) -> None:  # noqa: ANN001
         super().__init__(client)
         self.puts, self.lock = 0, threading.Lock()
 
     def put_bytes(self, bucket, key, data, content_type="application/octet-stream", metadata=None):  # noqa: ANN001
-        if "/frames/" in key:
+        if "/packs/" in key:
             with self.lock:
                 self.puts += 1
-                if self.puts == 40:
+                if self.puts == 5:
                     raise OSError("injected upload failure")
         super().put_bytes(bucket, key, data, content_type, metadata)
 

@@ -28,6 +28,7 @@ from lumenal.ml.serving import ServingClient
 from lumenal.stack.components import BY_NAME
 from lumenal.stack.processes import ManagedProcess
 from lumenal.stack.supervisor import Stack, StackSettings
+from lumenal.storage import packs
 from lumenal.v1 import labels_pb2, storage_pb2, training_pb2
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -212,19 +213,16 @@ def test_corrupt_frame_fails_the_run_naming_the_frame(env: Env):
     labelled = env.clients.labels.ListResolved(labels_pb2.ListResolvedRequest(), metadata=env.md).labels
     frame_id = labelled[0].frame_id
     meta = env.clients.storage.GetFrame(storage_pb2.GetFrameRequest(frame_id=frame_id), metadata=env.md).meta
-    original = env.store.get_bytes(FRAMES_BUCKET, meta.object_key)
-    stat = env.store.client.stat_object(FRAMES_BUCKET, meta.object_key)
-    headers = {k[len("x-amz-meta-"):]: v for k, v in stat.metadata.items() if k.lower().startswith("x-amz-meta-")}
-
-    def put(data: bytes) -> None:  # keep the object's metadata: storage reads the frame's meta from it
-        env.store.put_bytes(FRAMES_BUCKET, meta.object_key, data, stat.content_type, headers)
-
-    put(b"\xff\xd8 garbage, not an image")
+    key, header, _ = packs.PackReader(env.store).entry(meta.video_id, meta.frame_index)
+    original = env.store.get_bytes(FRAMES_BUCKET, key)
+    frames = [(e.meta, original[e.start:e.end]) for _, e in sorted(header.entries.items())]
+    broken = [(m, b"\xff\xd8 garbage, not an image" if m.frame_id == frame_id else data) for m, data in frames]
+    env.store.put_bytes(FRAMES_BUCKET, key, packs.build(broken), packs.CONTENT_TYPE)
     try:
         run = _serving_unchanged_after(env, training_pb2.RUN_STATE_FAILED)
         assert frame_id in run.error and "cannot decode" in run.error
     finally:
-        put(original)
+        env.store.put_bytes(FRAMES_BUCKET, key, original, packs.CONTENT_TYPE)
 
 
 def test_crash_mid_run_loses_nothing_and_resumes_the_coalesced_request(env: Env):

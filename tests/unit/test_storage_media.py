@@ -139,3 +139,38 @@ def test_frame_ids_and_keys():
     assert keys.parse_frame_id("vid-1:000007") == ("vid-1", 7)
     assert keys.frame_key("vid-1", 7) == "videos/vid-1/frames/000007"
     assert keys.content_video_id("ab" * 32) == "v" + "ab" * 8
+
+
+def _yuv_frame(rgb: np.ndarray, colorspace: int | None = None) -> av.VideoFrame:
+    """A limited-range 4:2:0 frame as a decoder returns it."""
+    frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")
+    if colorspace is not None:
+        frame.colorspace = colorspace
+    return frame
+
+
+def _kept(frame: av.VideoFrame) -> media.KeptFrame:
+    return media.KeptFrame(0, 0.0, 0, frame.width, frame.height, frame=frame)
+
+
+def test_jpeg_from_yuv_planes_keeps_colours_and_full_range():
+    """The direct 4:2:0 -> JPEG path must look like the RGB path: blacks stay black, whites
+    white (range stretch), and colours match within JPEG noise."""
+    rgb = np.zeros((64, 96, 3), np.uint8)
+    rgb[:, 32:64] = (200, 60, 40)     # tissue red
+    rgb[:, 64:] = 255
+    data, ctype = media.encode_kept(_kept(_yuv_frame(rgb)), "jpeg", 92)
+    assert ctype == "image/jpeg" and data[:2] == b"\xff\xd8"
+    out = np.asarray(media.read_image(data)[0]).astype(int)
+    assert out.shape == rgb.shape
+    assert np.abs(out[8:-8, 4:28]).max() <= 6                     # black, not grey (16)
+    assert np.abs(out[8:-8, 70:] - 255).max() <= 6                # white
+    assert np.abs(out[8:-8, 40:56] - (200, 60, 40)).mean() <= 6   # colour
+
+
+def test_bt709_frames_take_the_rgb_path():
+    frame = _yuv_frame(np.full((32, 32, 3), 128, np.uint8), colorspace=1)  # BT.709
+    assert not media.jpeg_direct(frame)
+    assert media.jpeg_direct(_yuv_frame(np.full((32, 32, 3), 128, np.uint8)))
+    data, _ = media.encode_kept(_kept(frame), "jpeg", 92)
+    assert np.abs(np.asarray(media.read_image(data)[0]).astype(int) - 128).max() <= 6
