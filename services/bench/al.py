@@ -13,9 +13,11 @@ inference service calls them (``lumenal.ml.strategies`` on a ``Pool`` filled by
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import time
 import warnings
 from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
 
@@ -31,6 +33,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MODAL = "modal_uncertainty"
+# The default run: random, modAL and the Lumenal strategies that select differently. Left out
+# (still selectable, ``--strategies all``): least_confidence is modAL's criterion, and
+# diverse_entropy / diverse_bald share diverse_margin's design with another score.
+DEFAULT_STRATEGIES = ("random", "margin", "entropy", "bald", "kcenter", "badge", "diverse_margin", MODAL)
 CHECKPOINTS = (300, 500, 1000, 1500, 2000)
 THRESHOLDS = (0.80, 0.85)
 
@@ -188,7 +194,6 @@ def run_one(ds: Dataset, cfg: Config, name: str, seed: int,
             is_labeled[new] = True
             labeled = np.concatenate([labeled, new])
         rounds.append(Round(n, acc, f1, t1 - t0, select_s, t2 - t1))
-        log.info("round", extra={"strategy": name, "seed": seed, **vars(rounds[-1])})
         on_round(rounds[-1])
         if done or is_labeled.all():
             return RunResult(name, seed, rounds)
@@ -199,24 +204,83 @@ def planned_rounds(cfg: Config) -> int:
 
 
 def run_all(ds: Dataset, cfg: Config, progress: bool = True,
-            on_run: Callable[[list[RunResult]], None] = lambda runs: None) -> list[RunResult]:
-    """Seeds outer, strategies inner: partial results stay comparable if a run is stopped.
+            on_run: Callable[[list[RunResult]], None] = lambda runs: None,
+            workers: int = 1, load: Callable[[], Dataset] | None = None) -> list[RunResult]:
+    """Every (seed, strategy) run; results ordered seeds outer, strategies inner.
 
     ``on_run`` sees the finished runs after each (strategy, seed), so a checkpoint survives
-    an interrupted benchmark.
+    an interrupted benchmark. With ``workers`` > 1 the runs go to that many processes, each
+    loading the dataset with ``load`` and using ``cpus // workers`` TensorFlow threads.
     """
     from tqdm import tqdm
 
-    results: list[RunResult] = []
-    total = planned_rounds(cfg) * len(cfg.strategies) * len(cfg.seeds)
+    order = [(seed, name) for seed in cfg.seeds for name in cfg.strategies]
+    done: dict[tuple[int, str], RunResult] = {}
+    total = planned_rounds(cfg) * len(order)
     with tqdm(total=total, disable=not progress, unit="round", dynamic_ncols=True) as bar:
-        for seed in cfg.seeds:
-            for name in cfg.strategies:
-                def tick(r: Round, name: str = name, seed: int = seed) -> None:
-                    if r.labels > cfg.budget:  # random's extension beyond the budget
-                        bar.total += 1
-                    bar.set_postfix_str(f"{name} seed={seed} labels={r.labels} acc={r.accuracy:.3f}")
-                    bar.update(1)
-                results.append(run_one(ds, cfg, name, seed, tick))
-                on_run(results)
-    return results
+        def tick(name: str, seed: int, r: Round) -> None:
+            log.info("round", extra={"strategy": name, "seed": seed, **vars(r)})
+            if r.labels > cfg.budget:  # random's extension beyond the budget
+                bar.total += 1
+            bar.set_postfix_str(f"{name} seed={seed} labels={r.labels} acc={r.accuracy:.3f}")
+            bar.update(1)
+
+        def finished(key: tuple[int, str], result: RunResult) -> None:
+            done[key] = result
+            on_run([done[k] for k in order if k in done])
+
+        if workers <= 1 or len(order) == 1:
+            for seed, name in order:
+                finished((seed, name), run_one(ds, cfg, name, seed, lambda r, n=name, s=seed: tick(n, s, r)))
+        else:
+            if load is None:
+                raise ValueError("parallel runs need a dataset loader for the worker processes")
+            _run_parallel(load, cfg, order, workers, tick, finished)
+    return [done[k] for k in order]
+
+
+_WORKER: dict[str, object] = {}
+
+
+def _init_worker(load: Callable[[], Dataset], threads: int, queue: object) -> None:
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(threads)
+    _WORKER.update(ds=load(), queue=queue)
+
+
+def _job(cfg: Config, name: str, seed: int) -> RunResult:
+    queue = _WORKER["queue"]
+    return run_one(_WORKER["ds"], cfg, name, seed, lambda r: queue.put((name, seed, r)))  # type: ignore[attr-defined]
+
+
+def _run_parallel(load: Callable[[], Dataset], cfg: Config, order: list[tuple[int, str]], workers: int,
+                  tick: Callable[[str, int, Round], None],
+                  finished: Callable[[tuple[int, str], RunResult], None]) -> None:
+    """(seed, strategy) runs on ``workers`` spawned processes; rounds stream back for the bar."""
+    import os
+    import queue as queues
+
+    ctx = multiprocessing.get_context("spawn")  # no forked TensorFlow state
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    with ctx.Manager() as manager:
+        rounds = manager.Queue()
+
+        def drain() -> None:
+            while True:
+                try:
+                    tick(*rounds.get_nowait())
+                except queues.Empty:
+                    return
+
+        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
+                                 initargs=(load, threads, rounds)) as pool:
+            futures = {pool.submit(_job, cfg, name, seed): (seed, name) for seed, name in order}
+            pending = set(futures)
+            while pending:
+                ready, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+                drain()
+                for f in ready:
+                    finished(futures[f], f.result())
+        drain()

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
+import resource
 import sys
 import time
 from dataclasses import replace
@@ -28,8 +30,11 @@ def al_parser() -> argparse.ArgumentParser:
                                      "the Debian package dataset-fashion-mnist)")
     p.add_argument("--image-size", type=int, default=64, help="resize folder images to this (default 64)")
     p.add_argument("--channels", type=int, default=3, choices=(1, 3), help="folder images: 1 or 3 channels")
-    p.add_argument("--strategies", help="comma list (default: random, every Lumenal strategy, "
-                                        "modal_uncertainty)")
+    p.add_argument("--strategies", help="comma list, or 'all' for every Lumenal strategy + "
+                                        "modal_uncertainty (default: random, margin, entropy, bald, "
+                                        "kcenter, badge, diverse_margin, modal_uncertainty)")
+    p.add_argument("--workers", type=int, help="parallel processes, one (strategy, seed) run each "
+                                               "(default: 2 when the machine has 2+ cores)")
     p.add_argument("--seeds", help="comma list of seeds (default 0,1,2)")
     p.add_argument("--initial", type=int, help="random initial labels (default 100)")
     p.add_argument("--batch", type=int, help="labels per round (default 100)")
@@ -42,6 +47,7 @@ def al_parser() -> argparse.ArgumentParser:
     p.add_argument("--test-size", type=int, help="fixed stratified subset of the test set (default 5000, "
                                                  "half of Fashion-MNIST's: evaluation is a third of the "
                                                  "run time; 0 = the whole test set)")
+    p.add_argument("--filters", help="network: conv widths per block, comma list (default 32,64,128)")
     p.add_argument("--epochs", type=int, help="recipe: epochs per round")
     p.add_argument("--min-steps", type=int, help="recipe: at least this many gradient steps per round")
     p.add_argument("--no-warm-start", action="store_true", help="recipe: retrain from scratch each round")
@@ -90,12 +96,14 @@ def _pick(value: object, quick: bool, key: str, default: object) -> object:
 
 
 def config_from_args(args: argparse.Namespace) -> tuple[object, int | None, int | None]:
-    from lumenal.bench.al import MODAL, Config
+    from lumenal.bench.al import DEFAULT_STRATEGIES, MODAL, Config
     from lumenal.bench.recipe import Recipe
     from lumenal.ml import strategies
 
     q = args.quick
-    names = _csv(str(_pick(args.strategies, q, "strategies", ",".join(strategies.names() + [MODAL]))))
+    names = _csv(str(_pick(args.strategies, q, "strategies", ",".join(DEFAULT_STRATEGIES))))
+    if names == ["all"]:
+        names = strategies.names() + [MODAL]
     for name in names:
         if name != MODAL:
             strategies.get(name)  # UnknownStrategy (ValueError) names the known ones
@@ -119,10 +127,19 @@ def config_from_args(args: argparse.Namespace) -> tuple[object, int | None, int 
                  batch=int(_pick(args.batch, q, "batch", 100)), budget=budget,
                  candidates=int(_pick(args.candidates, q, "candidates", 5000)),
                  mc_samples=int(_pick(args.mc_samples, q, "mc_samples", 20)),
+                 filters=tuple(int(f) for f in _csv(args.filters)) if args.filters else Config.filters,
                  random_max=int(_pick(args.random_max, q, "random_max", 2 * budget)), recipe=recipe)
     if cfg.initial < 1 or cfg.batch < 1 or cfg.budget < cfg.initial or not cfg.seeds:
         raise ValueError("need initial >= 1, batch >= 1, budget >= initial and at least one seed")
     return cfg, _pick(args.pool_size, q, "pool_size", None), _pick(args.test_size, q, "test_size", 5000)
+
+
+def load_dataset(path: str | None, image_size: int, channels: int, pool_size: int | None,
+                 test_size: int | None) -> object:
+    """The bench's dataset (module-level, so worker processes can load it themselves)."""
+    from lumenal.bench import data
+
+    return subset(data.load(path, image_size, channels), pool_size, test_size)
 
 
 def subset(ds: object, pool_size: int | None, test_size: int | None) -> object:
@@ -157,18 +174,19 @@ def machine() -> dict[str, object]:
 def main_al(argv: list[str]) -> int:
     args = al_parser().parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from lumenal.bench import al, data
+    from lumenal.bench import al
 
     if args.merge:
         return main_merge(args)
 
     try:
         cfg, pool_size, test_size = config_from_args(args)
-        ds = data.load(args.dataset, args.image_size, args.channels)
+        load = functools.partial(load_dataset, args.dataset, args.image_size, args.channels, pool_size, test_size)
+        ds = load()
     except ValueError as exc:  # DatasetError, UnknownStrategy, bad numbers
         print(f"lumenal bench al: {exc}", file=sys.stderr)
         return 2
-    ds = subset(ds, pool_size, test_size)
+    workers = args.workers if args.workers is not None else min(2, os.cpu_count() or 1)
     if args.no_progress:  # one JSON line per round instead of the bar
         from lumenal.core import logs
 
@@ -176,10 +194,13 @@ def main_al(argv: list[str]) -> int:
     print(f"dataset {ds.name}: pool {len(ds.y_pool)}, test {len(ds.y_test)}, "
           f"{len(ds.class_names)} classes, {ds.input_size}x{ds.input_size}x{ds.channels}")
     print(f"strategies: {', '.join(cfg.strategies)}; seeds {list(cfg.seeds)}; "
-          f"initial {cfg.initial}, batch {cfg.batch}, budget {cfg.budget}, candidates {cfg.candidates}")
+          f"initial {cfg.initial}, batch {cfg.batch}, budget {cfg.budget}, candidates {cfg.candidates}; "
+          f"{workers} worker process(es)")
     started = time.time()
+    cpu0 = _cpu_s()
     doc = {"benchmark": "al", "argv": ["lumenal", "bench", "al", *argv], "dataset": ds.describe(),
-           "config": cfg.to_dict(), "machine": machine(), "started": started}
+           "config": cfg.to_dict(), "machine": machine(), "started": started, "workers": workers}
+    loads = [os.getloadavg()[0]]
 
     def checkpoint(runs: list[al.RunResult]) -> None:
         if args.json:  # partial results survive an interrupted run
@@ -190,11 +211,37 @@ def main_al(argv: list[str]) -> int:
             args.json.parent.mkdir(parents=True, exist_ok=True)
             args.json.write_text(json.dumps(partial, indent=1))
 
-    results = al.run_all(ds, cfg, progress=not args.no_progress, on_run=checkpoint)
-    doc.update({"partial": False, "elapsed_s": time.time() - started})
-    print(f"\ntotal {doc['elapsed_s'] / 60:.1f} min")
+    def on_run(runs: list[al.RunResult]) -> None:
+        loads.append(os.getloadavg()[0])
+        checkpoint(runs)
+
+    results = al.run_all(ds, cfg, progress=not args.no_progress, on_run=on_run, workers=workers, load=load)
+    doc.update({"partial": False, "elapsed_s": time.time() - started,
+                "run_time": run_time(results, time.time() - started, _cpu_s() - cpu0, loads + [os.getloadavg()[0]])})
+    print("\n" + describe_run_time(doc["run_time"]))
     write_outputs(args, doc, cfg, results)
     return 0
+
+
+def _cpu_s() -> float:
+    """CPU seconds of this process and its finished children (the worker processes)."""
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def run_time(results: list[object], wall_s: float, cpu_s: float, loads: list[float]) -> dict[str, object]:
+    """Wall and CPU time of the whole run, per round, and the host's load while it ran."""
+    rounds = sum(len(r.rounds) for r in results)
+    return {"wall_s": wall_s, "cpu_s": cpu_s, "rounds": rounds, "wall_s_per_round": wall_s / max(rounds, 1),
+            "cpu_s_per_round": cpu_s / max(rounds, 1), "cpus": os.cpu_count(),
+            "load_1min": {"start": loads[0], "end": loads[-1], "mean": sum(loads) / len(loads), "max": max(loads)}}
+
+
+def describe_run_time(t: dict[str, object]) -> str:
+    load = t["load_1min"]
+    return (f"total {t['wall_s'] / 60:.1f} min wall, {t['cpu_s'] / 60:.1f} min CPU, {t['rounds']} rounds: "
+            f"{t['wall_s_per_round']:.1f} s wall / {t['cpu_s_per_round']:.1f} s CPU per round; "
+            f"load average (1 min) mean {load['mean']:.1f}, max {load['max']:.1f} on {t['cpus']} CPUs")
 
 
 def main_merge(args: argparse.Namespace) -> int:

@@ -176,3 +176,17 @@ def test_merge_combines_runs_of_the_same_configuration(tmp_path: Path) -> None:
     c = Config(strategies=(MODAL,), seeds=(0,), budget=900)
     (tmp_path / "c.json").write_text(json.dumps(_doc(c, [])))
     assert cli.main(["al", "--merge", str(tmp_path / "a.json"), str(tmp_path / "c.json")]) == 2
+
+
+def test_default_strategies_all_and_run_time() -> None:
+    from lumenal.bench.al import DEFAULT_STRATEGIES
+    from lumenal.ml import strategies
+
+    cfg, _, _ = cli.config_from_args(cli.al_parser().parse_args([]))
+    assert cfg.strategies == DEFAULT_STRATEGIES and cfg.seeds == (0, 1, 2)
+    cfg, _, _ = cli.config_from_args(cli.al_parser().parse_args(["--strategies", "all"]))
+    assert cfg.strategies == (*strategies.names(), MODAL)
+    t = cli.run_time([_run("random", 0, [0.5, 0.6])], 10.0, 15.0, [1.0, 3.0])
+    assert t["rounds"] == 2 and t["wall_s_per_round"] == 5.0 and t["cpu_s_per_round"] == 7.5
+    assert t["load_1min"] == {"start": 1.0, "end": 3.0, "mean": 2.0, "max": 3.0}
+    assert "5.0 s wall / 7.5 s CPU per round" in cli.describe_run_time(t)
