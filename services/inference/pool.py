@@ -20,6 +20,7 @@ the tail.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 from dataclasses import dataclass
@@ -30,8 +31,13 @@ import numpy as np
 from lumenal.ml import strategies
 from lumenal.v1 import common_pb2
 
+from . import ranking
+
 METRICS = ("entropy", "least_confidence", "margin", "bald", "variation_ratio")
-MAX_SEEDS = 2000  # labeled embeddings handed to diversity strategies as k-center seeds
+MAX_SEEDS = 1000  # labeled embeddings handed to diversity strategies as k-center seeds (their cap)
+SYNC_RANK_BELOW = 100_000  # pools smaller than this sort rankings inline (a few ms)
+REBUILD_MIN = 4096         # re-sort a ranking once this many (or 1/64 of the pool) rows changed
+log = logging.getLogger(__name__)
 _SCALARS = ("least_confidence", "margin", "entropy", "bald", "variation_ratio")
 
 
@@ -49,6 +55,7 @@ class ScoreSet:
         self.predicted = np.zeros(cap, dtype=np.int16)
         self.cols = {name: np.full(cap, np.nan, dtype=np.float32) for name in _SCALARS}
         self.has_bald = False
+        self.rank = ranking.RankIndex(cap)
 
     def grow(self, cap: int) -> None:
         def pad(a: np.ndarray, fill: float = 0) -> np.ndarray:
@@ -58,6 +65,7 @@ class ScoreSet:
         self.ok, self.predicted = pad(self.ok), pad(self.predicted)
         self.probabilities, self.embeddings = pad(self.probabilities), pad(self.embeddings)
         self.cols = {k: pad(v, np.nan) for k, v in self.cols.items()}
+        self.rank.grow(cap)
         self.cap = cap
 
     def _shape(self, classes: int, dim: int) -> None:
@@ -83,14 +91,24 @@ class ScoreSet:
             self.cols[name][row] = getattr(s, name)
         self.has_bald = self.has_bald or s.bald > 0
         self.ok[row] = True
+        self.rank.touch(row)
         return True
 
-    def score_of(self, row: int, frame_id: str, model_name: str) -> common_pb2.FrameScore:
-        return common_pb2.FrameScore(
-            frame_id=frame_id, model_name=model_name if self.version else "", model_version=self.version,
-            probabilities=self.probabilities[row].astype(np.float32).tolist() if self.classes else [],
-            predicted_class=int(self.predicted[row]),
-            **{name: float(np.nan_to_num(self.cols[name][row])) for name in _SCALARS})
+    def values(self, name: str, rows: np.ndarray | None = None) -> np.ndarray:
+        """Strategy score ``name`` (higher = pick first) as ``strategies.SCORES`` defines it."""
+        cols = {c: (v if rows is None else v[rows]) for c, v in self.cols.items() if c in strategies.SCORES}
+        return np.asarray(strategies.SCORES[name](strategies.Pool(**cols), name), dtype=np.float32)
+
+    def scores_of(self, rows: np.ndarray, ids: list[str], model_name: str) -> list[common_pb2.FrameScore]:
+        """FrameScores of ``rows`` (one gather per column, not one numpy scalar per field)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        probs = self.probabilities[rows].astype(np.float32).tolist() if self.classes else [[]] * len(rows)
+        pred = self.predicted[rows].tolist()
+        cols = {name: np.nan_to_num(self.cols[name][rows]).tolist() for name in _SCALARS}
+        name = model_name if self.version else ""
+        return [common_pb2.FrameScore(
+            frame_id=ids[r], model_name=name, model_version=self.version, probabilities=probs[j],
+            predicted_class=pred[j], **{c: cols[c][j] for c in _SCALARS}) for j, r in enumerate(rows.tolist())]
 
 
 @dataclass
@@ -127,6 +145,9 @@ class PoolIndex:
         self.pending_labels: set[str] = set()   # labels that arrived before their frame
         self.offsets: dict[str, int] = {}       # "topic:partition" -> next offset covered
         self.rejected = 0                       # scores whose shape disagreed with their version
+        self.sync_below = SYNC_RANK_BELOW       # smaller pools sort their rankings inline
+        self._labeled_rows = np.zeros(1024, dtype=np.int64)  # labeled rows in labeling order
+        self._n_labeled = 0
 
     # ------------------------------------------------------------ writes
     def __len__(self) -> int:
@@ -155,14 +176,29 @@ class PoolIndex:
             self.rows[frame_id] = row
             if frame_id in self.pending_labels:
                 self.pending_labels.discard(frame_id)
-                self.labeled[row] = True
+                self._label(row)
         return row
+
+    def _label(self, row: int) -> None:
+        if self.labeled[row]:
+            return
+        self.labeled[row] = True
+        if self._n_labeled == self._labeled_rows.shape[0]:
+            grown = np.zeros(max(1024, 2 * self._n_labeled), dtype=np.int64)
+            grown[: self._n_labeled] = self._labeled_rows
+            self._labeled_rows = grown
+        self._labeled_rows[self._n_labeled] = row
+        self._n_labeled += 1
 
     def add_frames(self, frame_ids: list[str], partition: int = -1) -> None:
         with self.lock:
             for fid in frame_ids:
                 row = self._row(fid)
-                self.removed[row] = False
+                if self.removed[row]:  # selectable again: rankings must see it
+                    self.removed[row] = False
+                    for s in (self.live, self.next):
+                        if s is not None:
+                            s.rank.touch(row)
                 if partition >= 0:
                     self.partition[row] = partition
 
@@ -180,7 +216,7 @@ class PoolIndex:
     def mark_labeled(self, frame_id: str) -> None:
         with self.lock:
             if frame_id in self.rows:
-                self.labeled[self.rows[frame_id]] = True
+                self._label(self.rows[frame_id])
             else:
                 self.pending_labels.add(frame_id)
 
@@ -225,6 +261,7 @@ class PoolIndex:
                     stored += ok
                     self.rejected += not ok
             self._maybe_swap()
+            self._refresh(self.live)
             return stored
 
     def _maybe_swap(self) -> None:
@@ -236,7 +273,61 @@ class PoolIndex:
         if self.live.version == 0 and not nxt.ok[:n].any():
             return  # leaving cold start needs at least one real score
         if not (need & ~nxt.ok[:n]).any():
+            nxt.rank.wanted |= self.live.rank.wanted
             self.live, self.next = nxt, None
+            self._refresh(nxt)
+
+    # ---------------------------------------------------------- rankings
+    def _rebuild_after(self) -> int:
+        return max(REBUILD_MIN, len(self.ids) // 64)
+
+    def _refresh(self, s: ScoreSet) -> None:
+        """Re-sort ``s``'s rankings when one is missing or its delta grew too long (lock held)."""
+        rank = s.rank
+        if rank.building or not rank.wanted:
+            return
+        if rank.wanted - rank.bases.keys() or rank.stale() > self._rebuild_after():
+            self._build(s, background=len(self.ids) >= self.sync_below)
+
+    def _build(self, s: ScoreSet, background: bool) -> None:
+        """Snapshot ``s``'s wanted scores now (lock held) and sort them, maybe in a thread."""
+        n, rank = len(self.ids), s.rank
+        selectable = s.ok[:n] & ~self.labeled[:n] & ~self.removed[:n]
+        values = {name: s.values(name)[:n].copy() for name in rank.wanted}
+        s0 = rank.seq
+        rank.building = True
+
+        def work() -> None:
+            try:
+                bases = {name: ranking.sort_rows(v, selectable) for name, v in values.items()}
+                with self.lock:
+                    rank.install(bases, s0)
+            except Exception:  # noqa: BLE001 - TopK falls back to a full pass meanwhile
+                log.exception("pool ranking rebuild failed")
+            finally:
+                rank.building = False
+
+        if background:
+            threading.Thread(target=work, daemon=True, name="pool-rank").start()
+        else:
+            work()
+
+    def warm(self, strategy_names: list[str] | tuple[str, ...], wait: bool = True) -> None:
+        """Sort the scores these strategies rank by now (startup, benchmarks), not on first TopK."""
+        wanted = {getattr(strategies.get(name), "rank_score", None) for name in strategy_names} - {None}
+        with self.lock:
+            for s in (self.live, self.next):
+                if s is not None:
+                    s.rank.wanted |= wanted
+            if wanted and not self.live.rank.building:
+                self._build(self.live, background=not wait and len(self.ids) >= self.sync_below)
+
+    def _ranked(self, s: ScoreSet, name: str, m: int, available: np.ndarray) -> np.ndarray | None:
+        """``m`` best available rows by score ``name`` from the rankings; None until sorted."""
+        with self.lock:
+            s.rank.wanted.add(name)
+            self._refresh(s)
+            return s.rank.top(name, m, available, lambda rows: s.values(name, rows))
 
     # ------------------------------------------------------------- reads
     def progress(self) -> RescoreProgress:
@@ -276,7 +367,7 @@ class PoolIndex:
                 return None
             for s in (self.next, self.live):
                 if s is not None and s.ok[row]:
-                    return s.score_of(row, frame_id, self.model_name)
+                    return s.scores_of(np.array([row]), self.ids, self.model_name)[0]
             return common_pb2.FrameScore(frame_id=frame_id)
 
     def counts(self) -> dict[str, int]:
@@ -307,13 +398,7 @@ class PoolIndex:
             n = len(self.ids)
             live = self.live
             available = live.ok[:n] & ~self.labeled[:n] & ~self.removed[:n]
-            for fid in exclude:
-                row = self.rows.get(fid)
-                if row is not None:
-                    available[row] = False
-            labeled_rows = np.flatnonzero(self.labeled[:n] & live.ok[:n])
-            if labeled_rows.size > MAX_SEEDS:  # k-center seeds: a sample keeps the gather O(MAX_SEEDS)
-                labeled_rows = np.sort(np.random.default_rng(seed).choice(labeled_rows, MAX_SEEDS, replace=False))
+            available[[r for r in map(self.rows.get, exclude) if r is not None]] = False
             cols = {name: live.cols[name][:n] for name in _SCALARS}
             probs, emb = live.probabilities[:n], live.embeddings[:n]
             has_bald = live.has_bald
@@ -328,18 +413,30 @@ class PoolIndex:
                 f"{live.version} was scored without them (set LUMENAL_INFERENCE_MC=true)")
         if "embeddings" in strategies.NEEDS.get(used, ()) and live.dim == 0:
             used, strat = "random", strategies.get("random")
+        seeds = self._seeds(live, np.random.default_rng(seed)) \
+            if "embeddings" in strategies.NEEDS.get(used, ()) else None
         pool = strategies.Pool(
             probabilities=probs if live.classes else None, entropy=cols["entropy"],
             bald=cols["bald"] if has_bald else None, embeddings=emb if live.dim else None,
-            labeled_embeddings=emb[labeled_rows] if live.dim and labeled_rows.size else None,
-            least_confidence=cols["least_confidence"], margin=cols["margin"], available=available)
+            labeled_embeddings=seeds,
+            least_confidence=cols["least_confidence"], margin=cols["margin"], available=available,
+            ranked=lambda name, m: self._ranked(live, name, m, available))
         rows = strat.select(pool, k, np.random.default_rng(seed))
-        return Selection(rows, used, live.version, int(available.sum()))
+        return Selection(rows, used, live.version, int(np.count_nonzero(available)))
+
+    def _seeds(self, live: ScoreSet, rng: np.random.Generator) -> np.ndarray | None:
+        """Embeddings of labeled rows scored in ``live`` (k-center seeds), at most MAX_SEEDS of them."""
+        with self.lock:
+            rows = self._labeled_rows[: self._n_labeled]
+            if rows.shape[0] > MAX_SEEDS:
+                rows = rows[rng.choice(rows.shape[0], MAX_SEEDS, replace=False)]
+            rows = np.sort(rows[live.ok[rows]])
+            return live.embeddings[rows] if rows.size and live.dim else None
 
     def scores_of_rows(self, rows: np.ndarray, version: int) -> list[common_pb2.FrameScore]:
         with self.lock:
             live = self.live if self.live.version == version else (self.next or self.live)
-            return [live.score_of(int(r), self.ids[int(r)], self.model_name) for r in rows]
+            return live.scores_of(rows, self.ids, self.model_name)
 
     # ---------------------------------------------------------- snapshot
     def save(self, path: str | Path) -> None:
@@ -377,7 +474,9 @@ class PoolIndex:
             n = len(ids)
             pool.ids = ids
             pool.rows = {f: i for i, f in enumerate(ids)}
-            pool.labeled[:n], pool.removed[:n], pool.partition[:n] = z["labeled"], z["removed"], z["partition"]
+            pool.removed[:n], pool.partition[:n] = z["removed"], z["partition"]
+            for row in np.flatnonzero(z["labeled"]).tolist():
+                pool._label(row)
             pool.target_version = int(meta["target_version"])
             pool.offsets = {k: int(v) for k, v in meta["offsets"].items()}
             pool.pending_labels = set(meta["pending_labels"])

@@ -37,6 +37,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
         strategies.get(settings.cold_start_strategy)
         self.s = settings
         self.pool = pool
+        pool.warm([settings.default_strategy], wait=False)  # sorted before the first TopK needs it
         self.tracker = tracker
         self.catchup = catchup
 

@@ -18,11 +18,15 @@ Speed at 1,000,000 rows:
   and k-means++ would almost never pick them), and the ``diverse_*`` hybrids keep
   the top ``prefilter`` rows by their uncertainty score;
 - the labeled rows that seed k-center are capped at ``max_labeled`` (a random
-  sample) so seeding stays O(candidates x max_labeled).
+  sample) so seeding stays O(candidates x max_labeled);
+- a caller that keeps its rows sorted by score (the inference service) passes
+  ``Pool.ranked``, and the uncertainty and ``diverse_*`` strategies read their
+  top rows from it instead of scanning the pool: O(k), same rows.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -58,6 +62,9 @@ class Pool:
     margin: np.ndarray | None = None               # [N], p1 - p2
     available: np.ndarray | None = None            # [N] bool; None = every row
     size: int | None = None                        # N when no array carries it (random)
+    # optional index: ranked(score, m) -> the m best available rows by SCORES[score], best
+    # first (what top_k over that score returns), or None when it has no order for it
+    ranked: Callable[[str, int], np.ndarray | None] | None = None
 
     def __len__(self) -> int:
         for arr in (self.available, self.probabilities, self.entropy, self.bald, self.embeddings,
@@ -161,20 +168,38 @@ def bald_score(pool: Pool, name: str = "bald") -> np.ndarray:
 
 SCORES = {"least_confidence": least_confidence_score, "margin": margin_score,
           "entropy": entropy_score, "bald": bald_score}
+_ROW_FIELDS = ("probabilities", "entropy", "bald", "least_confidence", "margin")
 
 
-def _sq_dists(x: np.ndarray, c: np.ndarray) -> np.ndarray:
-    """Squared Euclidean distances ``[len(x), len(c)]`` (float32, clipped at 0)."""
-    d = (x * x).sum(1)[:, None] + (c * c).sum(1)[None, :] - 2.0 * (x @ c.T)
-    return np.maximum(d, 0.0)
+def _ranked(pool: Pool, name: str, m: int) -> np.ndarray | None:
+    """The caller's ranked answer for the ``m`` best rows by score ``name``, if it has one."""
+    if pool.ranked is None:
+        return None
+    if name == "bald":
+        bald_score(pool)  # the same MissingInput as the full pass
+    return pool.ranked(name, m)
+
+
+def score_at(pool: Pool, name: str, rows: np.ndarray) -> np.ndarray:
+    """Score ``name`` of ``rows`` only (float32), without computing it for the whole pool."""
+    sub = Pool(**{f: getattr(pool, f)[rows] for f in _ROW_FIELDS if getattr(pool, f) is not None})
+    return np.asarray(SCORES[name](sub, name), dtype=np.float32)
 
 
 def _min_sq_dist(x: np.ndarray, centers: np.ndarray, chunk: int = 2048) -> np.ndarray:
-    """For each row of ``x``, squared distance to its nearest center (chunked over centers)."""
+    """For each row of ``x``, squared distance to its nearest center (chunked over centers).
+
+    ``min_j |x - c_j|^2 = |x|^2 + min_j (|c_j|^2 - 2 x.c_j)``: two in-place passes over
+    each ``[len(x), chunk]`` block instead of four (3x faster at 200 x 1,000).
+    """
     out = np.full(x.shape[0], np.inf, dtype=np.float32)
     for i in range(0, centers.shape[0], chunk):
-        out = np.minimum(out, _sq_dists(x, centers[i:i + chunk]).min(axis=1))
-    return out
+        c = centers[i:i + chunk]
+        d = x @ c.T
+        d *= -2.0
+        d += (c * c).sum(1)[None, :]
+        out = np.minimum(out, d.min(axis=1))
+    return np.maximum(out + (x * x).sum(1), 0.0)
 
 
 def greedy_kcenter(x: np.ndarray, k: int, seeds: np.ndarray | None, rng: np.random.Generator,
@@ -195,19 +220,22 @@ def greedy_kcenter(x: np.ndarray, k: int, seeds: np.ndarray | None, rng: np.rand
     else:
         min_d = np.full(n, np.inf, dtype=np.float32)
     sqn = (x * x).sum(1)
+    # small candidate sets: every pairwise distance in one product, not one product per pick
+    pair = np.maximum(sqn[:, None] + sqn[None, :] - 2.0 * (x @ x.T), 0.0) if n <= 1024 else None
     taken = np.zeros(n, dtype=bool)
     chosen: list[int] = []
     for _ in range(k):
-        if np.isinf(min_d[~taken]).all():  # no seeds yet: most weighted, else random
+        if not chosen and np.isinf(min_d).all():  # no seeds: most weighted, else random
             i = int(np.argmax(np.where(taken, -np.inf, weights))) if weights is not None \
                 else int(rng.choice(np.flatnonzero(~taken)))
         else:
             gain = np.sqrt(min_d) if weights is None else np.sqrt(min_d) * weights
             gain[taken] = -np.inf
-            i = int(np.argmax(gain))
+            i = int(gain.argmax())
         chosen.append(i)
         taken[i] = True
-        min_d = np.minimum(min_d, np.maximum(sqn + sqn[i] - 2.0 * (x @ x[i]), 0.0))
+        d = pair[i] if pair is not None else np.maximum(sqn + sqn[i] - 2.0 * (x @ x[i]), 0.0)
+        min_d = np.minimum(min_d, d)
     return np.asarray(chosen, dtype=np.int64)
 
 
@@ -274,11 +302,18 @@ class UncertaintyStrategy:
 
     name: str
 
+    @property
+    def rank_score(self) -> str:
+        """The score whose order this strategy reads (``Pool.ranked``)."""
+        return self.name
+
     def score(self, pool: Pool) -> np.ndarray:
         return SCORES[self.name](pool, self.name)
 
     def select(self, pool: Pool, k: int, rng: np.random.Generator) -> np.ndarray:
-        return top_k(self.score(pool), k, pool.available)
+        _check_k(k)
+        rows = _ranked(pool, self.name, k)
+        return rows if rows is not None else top_k(self.score(pool), k, pool.available)
 
 
 @dataclass(frozen=True)
@@ -358,15 +393,24 @@ class DiverseUncertaintyStrategy:
     max_labeled: int = 1_000
     weight_power: float = 1.0
 
+    @property
+    def rank_score(self) -> str:
+        """The score whose order this strategy reads (``Pool.ranked``)."""
+        return self.base
+
     def select(self, pool: Pool, k: int, rng: np.random.Generator) -> np.ndarray:
         _check_k(k)
         emb = _need(pool, "embeddings", self.name)
-        score = np.asarray(SCORES[self.base](pool, self.name), dtype=np.float32)
         m = max(self.prefilter_factor * k, self.min_prefilter)
-        rows = top_k(score, m, pool.available)
+        rows = _ranked(pool, self.base, m)
+        if rows is None:
+            score = np.asarray(SCORES[self.base](pool, self.name), dtype=np.float32)
+            rows = top_k(score, m, pool.available)
+            w = score[rows]
+        else:
+            w = score_at(pool, self.base, rows)
         if rows.shape[0] == 0:
             return rows
-        w = score[rows]
         # min-max scaled (+0.05 so distance still counts): a strong pull towards the most uncertain
         w = ((w - w.min()) / (np.ptp(w) + EPS) + 0.05) ** self.weight_power
         picked = greedy_kcenter(emb[rows], k, _sample_labeled(pool, self.max_labeled, rng), rng, weights=w)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from lumenal.inference import feed
+from lumenal.inference import pool as pool_mod
 from lumenal.inference.pool import PoolIndex
 from lumenal.inference.scorer import check_image, descriptor
 from lumenal.ml import strategies
@@ -164,3 +166,83 @@ def test_descriptor_and_image_checks() -> None:
     assert "dtype" in check_image(x[0].astype(np.float64), 64, 3)
     assert "shape" in check_image(x[0, :32], 64, 3)
     assert "outside" in check_image(x[0] * 2, 64, 3)
+
+
+def random_score(g: np.random.Generator, frame_id: str, version: int = 1) -> common_pb2.FrameScore:
+    p = g.dirichlet(np.full(4, 0.5)).astype(np.float32)
+    top2 = np.sort(p)[-2:]
+    return common_pb2.FrameScore(
+        frame_id=frame_id, model_version=version, probabilities=p.tolist(), predicted_class=int(p.argmax()),
+        least_confidence=float(1 - top2[1]), margin=float(top2[1] - top2[0]),
+        entropy=float(-(p * np.log(p)).sum()), bald=float(g.random()), embedding=g.normal(size=3).tolist())
+
+
+def reference_topk(pool: PoolIndex, name: str, k: int, exclude: list[str]) -> list[int]:
+    """Brute force: every selectable row sorted by (score desc, row asc)."""
+    n = len(pool)
+    avail = pool.live.ok[:n] & ~pool.labeled[:n] & ~pool.removed[:n]
+    avail[[pool.rows[f] for f in exclude if f in pool.rows]] = False
+    rows = np.flatnonzero(avail)
+    values = pool.live.values(name, rows)
+    return rows[np.lexsort((rows, -values))][:k].tolist()
+
+
+@pytest.mark.parametrize("background", [False, True])
+def test_ranked_topk_matches_brute_force_while_scores_labels_and_removals_arrive(
+        background: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pool_mod, "REBUILD_MIN", 500)  # several re-sorts during the test
+    g = np.random.default_rng(4)
+    pool = PoolIndex(MODEL)
+    if background:
+        pool.sync_below = 0  # every re-sort in a thread, as on a 1M-frame pool
+    pool.set_target(1)
+    pool.apply_scores(1, [random_score(g, fid(i)) for i in range(3000)])
+    pool.warm(["margin", "entropy", "least_confidence", "bald"])
+    assert pool.live.rank.bases.keys() == {"margin", "entropy", "least_confidence", "bald"}
+    for step in range(40):
+        batch = [random_score(g, fid(int(i))) for i in g.integers(0, 3000 + 50 * step, 50)]  # re-scores
+        batch += [random_score(g, fid(3000 + 50 * step + j)) for j in range(50)]           # new frames
+        pool.apply_scores(1, batch)
+        for i in g.integers(0, len(pool), 5):
+            pool.mark_labeled(fid(int(i)))
+        if step % 10 == 3:
+            pool.remove_frames([fid(int(i)) for i in g.integers(0, len(pool), 20)])
+        if step % 10 == 7:
+            pool.add_frames([fid(i) for i in range(len(pool))])  # a rolled-back ingest redone
+        leased = [fid(int(i)) for i in g.integers(0, len(pool), 30)]
+        for name in ("margin", "entropy", "least_confidence", "bald"):
+            got = pool.select(16, name, "kcenter", leased, step).rows.tolist()
+            assert got == reference_topk(pool, name, 16, leased), (step, name)
+    rank = pool.live.rank
+    while rank.building:  # a background re-sort still running
+        time.sleep(0.01)
+    assert rank.s0 > 3000 + 2000 and rank.stale() <= 700  # re-sorted as the delta grew
+
+
+def test_ranked_topk_survives_a_version_swap_and_asks_for_more_than_available() -> None:
+    g = np.random.default_rng(5)
+    pool = PoolIndex(MODEL)
+    pool.set_target(1)
+    pool.apply_scores(1, [random_score(g, fid(i)) for i in range(40)])
+    pool.warm(["diverse_margin"])
+    assert pool.live.rank.wanted == {"margin"}
+    pool.set_target(2)
+    pool.apply_scores(2, [random_score(g, fid(i), 2) for i in range(40)])
+    assert pool.live.version == 2 and "margin" in pool.live.rank.bases  # sorted at the swap
+    for i in range(30):
+        pool.mark_labeled(fid(i))
+    assert pool.select(32, "margin", "kcenter", [fid(35)], 0).rows.tolist() == \
+        reference_topk(pool, "margin", 32, [fid(35)])
+    sel = pool.select(32, "diverse_margin", "kcenter", [fid(35)], 0)
+    assert sorted(sel.rows.tolist()) == sorted(reference_topk(pool, "margin", 32, [fid(35)]))
+    assert sel.pool_size == 9
+
+
+def test_frames_removed_when_rankings_were_sorted_come_back_when_re_added() -> None:
+    pool = scored_pool(n=10)
+    pool.remove_frames([fid(0), fid(1)])
+    pool.warm(["least_confidence"])  # sorted while they were gone
+    assert [pool.ids[r] for r in pool.select(2, "least_confidence", "kcenter", [], 0).rows] == [fid(2), fid(3)]
+    pool.add_frames([fid(0), fid(1)])
+    assert [pool.ids[r] for r in pool.select(3, "least_confidence", "kcenter", [], 0).rows] == \
+        [fid(0), fid(1), fid(2)]

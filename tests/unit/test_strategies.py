@@ -158,3 +158,27 @@ def test_registry() -> None:
     with pytest.raises(S.UnknownStrategy, match="unknown strategy 'nope'"):
         S.get("nope")
     assert issubclass(S.UnknownStrategy, ValueError)
+
+
+def test_ranked_index_gives_the_rows_of_the_full_pass() -> None:
+    """A caller's ``Pool.ranked`` (the inference service's sorted index) replaces the scan, same answer."""
+    g = np.random.default_rng(8)
+    n = 5_000
+    probs = g.dirichlet(np.ones(4), n).astype(np.float32)
+    plain = S.Pool(probabilities=probs, embeddings=g.normal(size=(n, 8)).astype(np.float32),
+                   labeled_embeddings=g.normal(size=(40, 8)).astype(np.float32),
+                   bald=g.random(n).astype(np.float32), available=g.random(n) > 0.2)
+    asked: list[tuple[str, int]] = []
+
+    def ranked(name: str, m: int) -> np.ndarray:
+        asked.append((name, m))
+        return S.top_k(S.SCORES[name](plain, name), m, plain.available)
+
+    indexed = S.Pool(**{**plain.__dict__, "ranked": ranked})
+    for name in ("margin", "entropy", "least_confidence", "bald", "diverse_margin", "diverse_bald"):
+        want = S.get(name).select(plain, 16, np.random.default_rng(1))
+        got = S.get(name).select(indexed, 16, np.random.default_rng(1))
+        assert got.tolist() == want.tolist(), name
+    assert asked[0] == ("margin", 16) and ("margin", 200) in asked  # diverse_* read their top-M
+    with pytest.raises(S.MissingInput, match="bald"):
+        S.get("diverse_bald").select(S.Pool(**{**indexed.__dict__, "bald": None}), 4, rng())
