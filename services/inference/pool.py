@@ -281,13 +281,13 @@ class PoolIndex:
     def _rebuild_after(self) -> int:
         return max(REBUILD_MIN, len(self.ids) // 64)
 
-    def _refresh(self, s: ScoreSet) -> None:
+    def _refresh(self, s: ScoreSet, wait: bool = False) -> None:
         """Re-sort ``s``'s rankings when one is missing or its delta grew too long (lock held)."""
         rank = s.rank
         if rank.building or not rank.wanted:
             return
         if rank.wanted - rank.bases.keys() or rank.stale() > self._rebuild_after():
-            self._build(s, background=len(self.ids) >= self.sync_below)
+            self._build(s, background=not wait and len(self.ids) >= self.sync_below)
 
     def _build(self, s: ScoreSet, background: bool) -> None:
         """Snapshot ``s``'s wanted scores now (lock held) and sort them, maybe in a thread."""
@@ -319,8 +319,7 @@ class PoolIndex:
             for s in (self.live, self.next):
                 if s is not None:
                     s.rank.wanted |= wanted
-            if wanted and not self.live.rank.building:
-                self._build(self.live, background=not wait and len(self.ids) >= self.sync_below)
+            self._refresh(self.live, wait)
 
     def _ranked(self, s: ScoreSet, name: str, m: int, available: np.ndarray) -> np.ndarray | None:
         """``m`` best available rows by score ``name`` from the rankings; None until sorted."""
