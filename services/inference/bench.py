@@ -52,7 +52,7 @@ def synthetic_pool(n: int, classes: int = 14, dim: int = 128, seed: int = 0,
         p = rng.dirichlet(np.full(classes, 0.3), hi - lo).astype(np.float32)
         top2 = np.sort(p, axis=1)[:, -2:]
         s.probabilities[lo:hi] = p
-        s.embeddings[lo:hi] = rng.normal(size=(hi - lo, dim))
+        s.store_embeddings(slice(lo, hi), rng.normal(size=(hi - lo, dim)))
         s.predicted[lo:hi] = p.argmax(1)
         s.cols["least_confidence"][lo:hi] = 1 - top2[:, 1]
         s.cols["margin"][lo:hi] = top2[:, 1] - top2[:, 0]

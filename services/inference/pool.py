@@ -41,6 +41,36 @@ log = logging.getLogger(__name__)
 _SCALARS = ("least_confidence", "margin", "entropy", "bald", "variation_ratio")
 
 
+class Int8Rows:
+    """int8 row vectors with one float32 scale per row, read as float32: ``rows[idx]``.
+
+    Embeddings are the index's largest column; int8 halves float16 again. Selection
+    compares distances among a few hundred rows, and a step of 1/127 of each
+    row's largest component does not change which rows are far apart.
+    """
+
+    def __init__(self, q: np.ndarray, scale: np.ndarray) -> None:
+        self.q, self.scale = q, scale
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.q.shape
+
+    def __len__(self) -> int:
+        return self.q.shape[0]
+
+    def __getitem__(self, rows: np.ndarray | slice) -> np.ndarray:
+        return self.q[rows].astype(np.float32) * self.scale[rows][..., None]
+
+
+def quantize(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of ``x`` as int8 (symmetric, per-row scale) and their float32 scales."""
+    x = np.asarray(x, dtype=np.float32)
+    scale = np.abs(x).max(axis=-1) / 127.0
+    q = np.rint(x / np.maximum(scale, np.finfo(np.float32).tiny)[..., None]).astype(np.int8)
+    return q, scale.astype(np.float32)
+
+
 class ScoreSet:
     """Scores of one model version for every row (``ok`` marks rows that have them)."""
 
@@ -51,7 +81,8 @@ class ScoreSet:
         self.classes = 0
         self.dim = 0
         self.probabilities = np.zeros((cap, 0), dtype=np.float16)
-        self.embeddings = np.zeros((cap, 0), dtype=np.float16)
+        self.embeddings = np.zeros((cap, 0), dtype=np.int8)   # with emb_scale: see Int8Rows
+        self.emb_scale = np.zeros(cap, dtype=np.float32)
         self.predicted = np.zeros(cap, dtype=np.int16)
         self.cols = {name: np.full(cap, np.nan, dtype=np.float32) for name in _SCALARS}
         self.has_bald = False
@@ -62,7 +93,7 @@ class ScoreSet:
             out = np.full((cap, *a.shape[1:]), fill, dtype=a.dtype)
             out[: a.shape[0]] = a
             return out
-        self.ok, self.predicted = pad(self.ok), pad(self.predicted)
+        self.ok, self.predicted, self.emb_scale = pad(self.ok), pad(self.predicted), pad(self.emb_scale)
         self.probabilities, self.embeddings = pad(self.probabilities), pad(self.embeddings)
         self.cols = {k: pad(v, np.nan) for k, v in self.cols.items()}
         self.rank.grow(cap)
@@ -75,7 +106,7 @@ class ScoreSet:
             self.probabilities = np.zeros((self.cap, classes), dtype=np.float16)
         if self.dim == 0 and dim:
             self.dim = dim
-            self.embeddings = np.zeros((self.cap, dim), dtype=np.float16)
+            self.embeddings = np.zeros((self.cap, dim), dtype=np.int8)
 
     def put(self, row: int, s: common_pb2.FrameScore) -> bool:
         """Store one score; False when its shape disagrees with this version's."""
@@ -85,7 +116,7 @@ class ScoreSet:
         if self.classes and len(s.probabilities):
             self.probabilities[row] = s.probabilities
         if self.dim and len(s.embedding):
-            self.embeddings[row] = s.embedding
+            self.store_embeddings(row, s.embedding)
         self.predicted[row] = s.predicted_class
         for name in _SCALARS:
             self.cols[name][row] = getattr(s, name)
@@ -93,6 +124,13 @@ class ScoreSet:
         self.ok[row] = True
         self.rank.touch(row)
         return True
+
+    def store_embeddings(self, rows: int | slice | np.ndarray, x: np.ndarray) -> None:
+        self.embeddings[rows], self.emb_scale[rows] = quantize(x)
+
+    def embedding_rows(self, n: int) -> Int8Rows:
+        """The first ``n`` embeddings, as strategies index them (float32 rows on access)."""
+        return Int8Rows(self.embeddings[:n], self.emb_scale[:n])
 
     def values(self, name: str, rows: np.ndarray | None = None) -> np.ndarray:
         """Strategy score ``name`` (higher = pick first) as ``strategies.SCORES`` defines it."""
@@ -399,7 +437,7 @@ class PoolIndex:
             available = live.ok[:n] & ~self.labeled[:n] & ~self.removed[:n]
             available[[r for r in map(self.rows.get, exclude) if r is not None]] = False
             cols = {name: live.cols[name][:n] for name in _SCALARS}
-            probs, emb = live.probabilities[:n], live.embeddings[:n]
+            probs, emb = live.probabilities[:n], live.embedding_rows(n)
             has_bald = live.has_bald
         used = strategy_name
         needs = strategies.NEEDS.get(strategy_name, ())
@@ -430,7 +468,7 @@ class PoolIndex:
             if rows.shape[0] > MAX_SEEDS:
                 rows = rows[rng.choice(rows.shape[0], MAX_SEEDS, replace=False)]
             rows = np.sort(rows[live.ok[rows]])
-            return live.embeddings[rows] if rows.size and live.dim else None
+            return live.embedding_rows(live.cap)[rows] if rows.size and live.dim else None
 
     def scores_of_rows(self, rows: np.ndarray, version: int) -> list[common_pb2.FrameScore]:
         with self.lock:
@@ -456,6 +494,7 @@ class PoolIndex:
                 arrays[f"{tag}_ok"] = s.ok[:n]
                 arrays[f"{tag}_probabilities"] = s.probabilities[:n]
                 arrays[f"{tag}_embeddings"] = s.embeddings[:n]
+                arrays[f"{tag}_emb_scale"] = s.emb_scale[:n]
                 arrays[f"{tag}_predicted"] = s.predicted[:n]
                 for name, col in s.cols.items():
                     arrays[f"{tag}_{name}"] = col[:n]
@@ -485,7 +524,12 @@ class PoolIndex:
                 probs, emb = z[f"{tag}_probabilities"], z[f"{tag}_embeddings"]
                 s._shape(probs.shape[1], emb.shape[1])
                 s.ok[:n], s.predicted[:n] = z[f"{tag}_ok"], z[f"{tag}_predicted"]
-                s.probabilities[:n], s.embeddings[:n] = probs, emb
+                s.probabilities[:n] = probs
+                if f"{tag}_emb_scale" in z:
+                    s.embeddings[:n], s.emb_scale[:n] = emb, z[f"{tag}_emb_scale"]
+                elif emb.shape[1]:  # a snapshot from before int8 embeddings (float16)
+                    for lo in range(0, n, 65536):
+                        s.store_embeddings(slice(lo, min(n, lo + 65536)), emb[lo: lo + 65536])
                 for name in _SCALARS:
                     s.cols[name][:n] = z[f"{tag}_{name}"]
                 setattr(pool, tag, s)

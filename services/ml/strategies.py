@@ -50,13 +50,15 @@ class Pool:
     Only what a strategy needs must be present; the precomputed score columns
     (``least_confidence``, ``margin``) spare an O(N*C) pass per query when the
     caller keeps them (the inference service does). ``margin`` is the gap
-    ``p1 - p2`` (small = uncertain), as in ``FrameScore.margin``.
+    ``p1 - p2`` (small = uncertain), as in ``FrameScore.margin``. Strategies
+    only read ``embeddings[rows]``, so it may be any object that answers that
+    with float rows (the service's int8 store does).
     """
 
     probabilities: np.ndarray | None = None        # [N, C]
     entropy: np.ndarray | None = None              # [N]
     bald: np.ndarray | None = None                 # [N]
-    embeddings: np.ndarray | None = None           # [N, D]
+    embeddings: np.ndarray | None = None           # [N, D] (or rows-indexable, see above)
     labeled_embeddings: np.ndarray | None = None   # [M, D]
     least_confidence: np.ndarray | None = None     # [N], 1 - max p
     margin: np.ndarray | None = None               # [N], p1 - p2

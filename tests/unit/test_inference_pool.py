@@ -246,3 +246,19 @@ def test_frames_removed_when_rankings_were_sorted_come_back_when_re_added() -> N
     pool.add_frames([fid(0), fid(1)])
     assert [pool.ids[r] for r in pool.select(3, "least_confidence", "kcenter", [], 0).rows] == \
         [fid(0), fid(1), fid(2)]
+
+
+def test_embeddings_are_int8_per_row_scaled_and_old_float16_snapshots_load(tmp_path: Path) -> None:
+    pool = scored_pool(n=5)
+    x = np.array([[3.0, -1.5], [0.0, 0.0]], dtype=np.float32)
+    pool.live.store_embeddings(slice(0, 2), x)
+    assert pool.live.embeddings.dtype == np.int8
+    back = pool.live.embedding_rows(5)[np.array([0, 1])]
+    assert np.allclose(back, x, atol=3.0 / 254) and not back[1].any()
+    pool.save(tmp_path / "snap.npz")
+    with np.load(tmp_path / "snap.npz") as z:
+        arrays = {k: z[k] for k in z.files if k != "live_emb_scale"}
+    arrays["live_embeddings"] = pool.live.embedding_rows(5)[:].astype(np.float16)  # the old format
+    np.savez(tmp_path / "old.npz", **arrays)
+    old = PoolIndex.load(tmp_path / "old.npz", MODEL)
+    assert np.allclose(old.live.embedding_rows(5)[:], pool.live.embedding_rows(5)[:], atol=0.02)
