@@ -4,6 +4,12 @@ Tokens are stateless HMAC tokens (``lumenal.core.auth``) so every service can
 verify them; the labels service additionally keeps a session row per login so
 Logout and deactivation revoke a token before it expires. The role enforced
 is the annotator's *current* role in the database, not the one in the token.
+
+A valid session's row is cached for ``SESSION_CACHE_S``: the check otherwise
+costs a database transaction on every call, a large share of NextTask's
+latency. Changes made through this process (logout, deactivation, password or
+role change) drop the cache entries at once; changes made elsewhere (another
+replica, the ``lumenal users`` CLI) take effect within ``SESSION_CACHE_S``.
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ _hasher = PasswordHasher()
 # argon2 is memory-hard (64 MiB per hash by default): bound concurrent hashes so a burst of
 # logins queues instead of exhausting memory.
 _HASH_SLOTS = threading.BoundedSemaphore(4)
+SESSION_CACHE_S = 2.0
 # Built once: this runs on every authenticated call.
 _SESSION_CHECK = (sa.select(m.Session.revoked_at, m.Annotator.role, m.Annotator.active)
                   .join(m.Annotator, m.Annotator.username == m.Session.username)
@@ -67,6 +74,9 @@ def check_role(role: str) -> str:
 class Accounts:
     def __init__(self, db: Database, secret: str, token_ttl_s: float) -> None:
         self.db, self.secret, self.token_ttl_s = db, secret, token_ttl_s
+        # session id -> (monotonic time checked, username, current role); valid sessions only
+        self._sessions: dict[str, tuple[float, str, str]] = {}
+        self._generation = 0  # bumped by every revocation: a check that raced with one is not cached
 
     # -- annotators -----------------------------------------------------------
     def create(self, username: str, password: str, role: str, display_name: str = "") -> m.Annotator:
@@ -106,7 +116,10 @@ class Accounts:
             user.display_name = display_name or user.display_name
             user.active = active
             return user
-        return self.db.write(tx)
+        try:
+            return self.db.write(tx)
+        finally:
+            self._forget(username)
 
     @staticmethod
     def _active_admins(s: DbSession) -> int:
@@ -172,6 +185,15 @@ class Accounts:
     def logout(self, principal: auth.Principal) -> None:
         self.db.write(lambda s: s.execute(sa.update(m.Session).where(m.Session.id == principal.session_id)
                                           .values(revoked_at=time.time())))
+        self._generation += 1
+        self._sessions.pop(principal.session_id, None)
+
+    def _forget(self, username: str) -> None:
+        """Drop cached sessions of ``username`` (its role, activity or password changed)."""
+        self._generation += 1
+        for sid, (_, who, _) in list(self._sessions.items()):
+            if who == username:
+                self._sessions.pop(sid, None)
 
     def authenticate(self, token: str | None) -> auth.Principal:
         """Verify the token, its session and the annotator; the current role wins."""
@@ -180,6 +202,10 @@ class Accounts:
         p = auth.verify_token(self.secret, token)
         if p.role == auth.SERVICE:
             return p  # service tokens are stateless (no login, no session row)
+        cached = self._sessions.get(p.session_id)
+        if cached is not None and time.monotonic() - cached[0] < SESSION_CACHE_S and cached[1] == p.subject:
+            return auth.Principal(p.subject, cached[2], p.session_id, p.expires_at)
+        checked, generation = time.monotonic(), self._generation
         with self.db.read_conn() as conn:
             row = conn.execute(_SESSION_CHECK, {"sid": p.session_id, "sub": p.subject}).first()
         if row is None:
@@ -189,4 +215,8 @@ class Accounts:
             raise Unauthenticated("session was revoked (logout, deactivation or password change): log in again")
         if not active:
             raise Unauthenticated(f"annotator {p.subject!r} is deactivated")
+        if len(self._sessions) > 10_000:  # bound the memory: stale entries go, live ones are re-read
+            self._sessions.clear()
+        if generation == self._generation:
+            self._sessions[p.session_id] = (checked, p.subject, role)
         return auth.Principal(p.subject, role, p.session_id, p.expires_at)

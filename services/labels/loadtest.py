@@ -19,6 +19,7 @@ import tempfile
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -118,10 +119,14 @@ def _annotate(target: str, name: str, classes: list[str], out: Outcome, rng: ran
 
 
 def run_annotators(target: str, names: list[str], classes: list[str], skip_p: float = 0.05,
-                   dup_p: float = 0.1, seed_: int = 0, think_s: float = 0.0) -> Outcome:
-    """Run one thread per annotator until no frame is left; ``think_s`` = mean pause per frame."""
+                   dup_p: float = 0.1, seed_: int = 0, think_s: float = 0.0,
+                   on_start: Callable[[], None] = lambda: None) -> Outcome:
+    """Run one thread per annotator until no frame is left; ``think_s`` = mean pause per frame.
+
+    ``on_start`` runs once when every annotator has logged in, as the measured part begins.
+    """
     out = Outcome()
-    ready = threading.Barrier(len(names))
+    ready = threading.Barrier(len(names), action=on_start)
     threads = [threading.Thread(target=_annotate, args=(target, n, classes, out, random.Random(seed_ + i),
                                                         skip_p, dup_p, think_s, ready), name=n)
                for i, n in enumerate(names)]
@@ -221,10 +226,14 @@ def main(argv: list[str] | None = None) -> int:
     settings = from_env(LabelsSettings, environ=env)
     names = seed(db_url, args.annotators, args.frames, settings.class_list(), settings)
     proc, target = start_server(db_url, {**os.environ, **env}, tmp)
+    started: list[float] = []  # wall clock and server CPU once the logins are done
+
+    def on_start() -> None:
+        started.extend([time.perf_counter(), cpu_seconds(proc.pid)])
     try:
-        start, cpu0 = time.perf_counter(), cpu_seconds(proc.pid)
-        out = run_annotators(target, names, settings.class_list(), think_s=args.think_s)
-        wall, cpu = time.perf_counter() - start, cpu_seconds(proc.pid) - cpu0
+        out = run_annotators(target, names, settings.class_list(), think_s=args.think_s, on_start=on_start)
+        t0, cpu0 = started or (time.perf_counter(), cpu_seconds(proc.pid))  # empty: the start failed
+        wall, cpu = time.perf_counter() - t0, cpu_seconds(proc.pid) - cpu0
     finally:
         proc.stop()
     report = check(db_url, out)

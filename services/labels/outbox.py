@@ -16,7 +16,6 @@ import time
 import sqlalchemy as sa
 from google.protobuf.message import Message
 from prometheus_client import Gauge
-from sqlalchemy.orm import Session
 
 from lumenal.core import events
 from lumenal.labels import models as m
@@ -38,9 +37,10 @@ class _Serialized:
         return self.payload
 
 
-def enqueue(s: Session, topic: str, key: str, message: Message) -> None:
-    s.connection().execute(_INSERT, {"topic": topic, "key": key, "payload": message.SerializeToString(),
-                                     "created_at": time.time()})
+def enqueue(conn: sa.Connection, topic: str, key: str, message: Message) -> None:
+    """Add an event to the outbox inside the caller's transaction."""
+    conn.execute(_INSERT, {"topic": topic, "key": key, "payload": message.SerializeToString(),
+                           "created_at": time.time()})
 
 
 def pending(db: Database) -> int:

@@ -24,7 +24,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from lumenal.core import topics
-from lumenal.core.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
+from lumenal.core.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    ServiceError,
+)
 from lumenal.labels import models as m
 from lumenal.labels.agreement import consensus
 from lumenal.labels.db import Database
@@ -47,14 +53,25 @@ KIND_ENUM = {v: k for k, v in KINDS.items()}
 MAX_ATTEMPTS = 20
 MAX_EXCLUDE = 5000
 PROJECT_CACHE_S = 2.0
-# Hot statements built once (building a statement costs about as much as running it).
-_OVERDUE = sa.select(m.Lease.id).where(m.Lease.state == "active",
-                                       m.Lease.expires_at < sa.bindparam("now")).limit(1)
-_CURRENT = (sa.select(m.Lease, m.Frame).join(m.Frame, m.Frame.frame_id == m.Lease.frame_id)
-            .where(m.Lease.active_annotator == sa.bindparam("who")))
-_PREVIOUS = sa.select(m.Label).where(m.Label.annotator == sa.bindparam("who"),
-                                     m.Label.request_id == sa.bindparam("rid"))
-_frames, _leases = m.Frame.__table__, m.Lease.__table__
+# Hot statements built once (building a statement costs about as much as running it). The hot
+# path runs them as Core on one connection per call: an ORM session costs as much again.
+_frames, _leases, _labels = m.Frame.__table__, m.Lease.__table__, m.Label.__table__
+_counters = m.Counter.__table__
+# (some overdue lease, the caller's active lease): one round trip before leasing.
+_STATE = sa.select(
+    sa.select(_leases.c.id).where(_leases.c.state == "active", _leases.c.expires_at < sa.bindparam("now"))
+    .limit(1).scalar_subquery(),
+    sa.select(_leases.c.id).where(_leases.c.active_annotator == sa.bindparam("who")).scalar_subquery())
+_CURRENT = (sa.select(_frames, _leases.c.id.label("lease_id"), _leases.c.expires_at, _leases.c.overlap,
+                      _leases.c.source.label("lease_source"), _leases.c.score)
+            .join_from(_frames, _leases, _frames.c.frame_id == _leases.c.frame_id)
+            .where(_leases.c.active_annotator == sa.bindparam("who")))
+_EXPIRE = (sa.update(_leases).where(_leases.c.state == "active", _leases.c.expires_at < sa.bindparam("now"))
+           .values(state="expired", active_annotator=None, annotator_key=None).returning(_leases.c.frame_id))
+_PREVIOUS = sa.select(_labels).where(_labels.c.annotator == sa.bindparam("who"),
+                                     _labels.c.request_id == sa.bindparam("rid"))
+_LEASE = sa.select(_leases).where(_leases.c.id == sa.bindparam("lid"))
+_FRAME_STATUS = sa.select(_frames.c.status).where(_frames.c.frame_id == sa.bindparam("fid"))
 _CLAIM = (sa.update(_frames)
           .where(_frames.c.frame_id == sa.bindparam("fid"), _frames.c.status == "open",
                  _frames.c.held < sa.func.coalesce(_frames.c.required, sa.bindparam("req")))
@@ -63,15 +80,24 @@ _CLAIM = (sa.update(_frames)
 _HELD_DOWN = sa.update(_frames).where(_frames.c.frame_id == sa.bindparam("fid")).values(held=_frames.c.held - 1)
 _COUNT_ANSWER = (sa.update(_frames).where(_frames.c.frame_id == sa.bindparam("fid"))
                  .values(answers=_frames.c.answers + 1).returning(_frames.c.answers, _frames.c.required))
+# Closes the lease only when it is the caller's, for this frame, and still live; else nothing changes
+# and ``_explain_closed`` says why.
 _CLOSE_LEASE = (sa.update(_leases)
-                .where(_leases.c.id == sa.bindparam("lid"), _leases.c.state == "active",
+                .where(_leases.c.id == sa.bindparam("lid"), _leases.c.annotator == sa.bindparam("who"),
+                       _leases.c.frame_id == sa.bindparam("fid"), _leases.c.state == "active",
                        _leases.c.expires_at >= sa.bindparam("now"))
                 .values(state=sa.bindparam("new_state"), active_annotator=None))
-_NEXT_SEQ = (sa.update(m.Counter.__table__).where(m.Counter.__table__.c.name == "resolved")
-             .values(value=m.Counter.__table__.c.value + 1).returning(m.Counter.__table__.c.value))
-_VOTES = sa.select(m.Label.kind, m.Label.label).where(m.Label.frame_id == sa.bindparam("fid"),
-                                                      m.Label.kind != "skip")
-_INSERT_LEASE, _INSERT_LABEL = sa.insert(_leases), sa.insert(m.Label.__table__)
+_NEXT_SEQ = (sa.update(_counters).where(_counters.c.name == "resolved")
+             .values(value=_counters.c.value + 1).returning(_counters.c.value))
+_VOTES = sa.select(_labels.c.kind, _labels.c.label).where(_labels.c.frame_id == sa.bindparam("fid"),
+                                                          _labels.c.kind != "skip")
+_RESOLVE = (sa.update(_frames).where(_frames.c.frame_id == sa.bindparam("fid"))
+            .values(status="resolved", resolved_label=sa.bindparam("label"), resolved_by=sa.bindparam("by"),
+                    resolved_votes=sa.bindparam("votes"), resolved_at=sa.bindparam("now"),
+                    resolved_seq=sa.bindparam("seq"), resolved_request_id=sa.bindparam("rid")))
+_TO_ADJUDICATION = (sa.update(_frames).where(_frames.c.frame_id == sa.bindparam("fid"))
+                    .values(status="adjudication", adjudication_reason=sa.bindparam("reason")))
+_INSERT_LEASE, _INSERT_LABEL = sa.insert(_leases), sa.insert(_labels)
 # Open frames with a free slot that this annotator ("#name" suffix) never held, in ingest order.
 _FREE = (sa.select(_frames)
          .where(_frames.c.status == "open", _frames.c.held < sa.func.coalesce(_frames.c.required, 1),
@@ -139,11 +165,6 @@ def _ts(seconds: float):  # noqa: ANN202 - protobuf Timestamp
 
 def _iso(seconds: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
-
-
-def _columns(obj: m.Base) -> dict:
-    """Column values of a transient model object, for a Core insert."""
-    return {c.key: getattr(obj, c.key) for c in obj.__table__.columns if c.key in obj.__dict__}
 
 
 def _insert(dialect: str):  # noqa: ANN202 - dialect-specific insert with ON CONFLICT
@@ -247,44 +268,42 @@ class Tasks:
         return self._next_task(annotator)
 
     def _next_task(self, annotator: str) -> labels_pb2.Task:
+        """One transaction without inference; with it, the current lease is looked up before TopK is asked."""
         project = self.project()
-        with self.db.read() as s:
-            overdue = s.scalar(_OVERDUE, {"now": self.clock()})
-            if overdue is None and (current := self._current(s, annotator, project)) is not None:
-                return current
-        if overdue is not None:
-            self.db.write(self._reap)
-            with self.db.read() as s:
-                if (current := self._current(s, annotator, project)) is not None:
-                    return current
         if self.ranker is not None and self.ranker.available():
+            current = self.db.write_conn(lambda c: self._current(c, annotator, project))
+            if current is not None:
+                return current
             with self.db.read() as s:
                 exclude = self._exclusions(s, annotator)
             ranked = self.ranker.top(self.topk, project.strategy, exclude)
             if ranked:
-                task = self.db.write(lambda s: self._lease_first(s, annotator, project, "inference", ranked))
+                task = self.db.write_conn(lambda c: self._lease(c, annotator, project, "inference", ranked))
                 if task is not None:
                     return task
-        task = self.db.write(lambda s: self._lease_first(s, annotator, project, "fallback", None))
+        task = self.db.write_conn(lambda c: self._lease(c, annotator, project, "fallback", None))
         if task is None:
             raise NotFound("no frame is waiting for you: every frame is labeled, leased to others, "
                            "or already answered by you")
         return task
 
-    def _current(self, s: Session, annotator: str, project: ProjectConfig) -> labels_pb2.Task | None:
-        row = s.execute(_CURRENT, {"who": annotator}).first()
-        return self._task(row[0], row[1], project) if row else None
+    def _current(self, c: sa.Connection, annotator: str, project: ProjectConfig) -> labels_pb2.Task | None:
+        """The caller's live lease, after expiring overdue leases (their slots go back to the pool)."""
+        overdue, current = c.execute(_STATE, {"now": self.clock(), "who": annotator}).one()
+        if overdue is not None:
+            self._reap(c)
+        if current is None:
+            return None
+        row = c.execute(_CURRENT, {"who": annotator}).first()  # None when the reap just expired it
+        if row is None:
+            return None
+        return self._task(row, row.lease_id, row.expires_at, row.overlap, row.lease_source, row.score, project)
 
-    def _reap(self, s: Session) -> None:
+    def _reap(self, c: sa.Connection) -> None:
         """Expire overdue leases and give their slots back to the pool."""
-        expired = s.execute(sa.update(m.Lease)
-                            .where(m.Lease.state == "active", m.Lease.expires_at < self.clock())
-                            .values(state="expired", active_annotator=None, annotator_key=None)
-                            .returning(m.Lease.frame_id)
-                            .execution_options(synchronize_session=False)).scalars().all()
+        expired = c.execute(_EXPIRE, {"now": self.clock()}).scalars().all()
         for frame_id in sorted(expired):  # fixed order: no deadlock between two reapers
-            s.execute(sa.update(m.Frame).where(m.Frame.frame_id == frame_id)
-                      .values(held=m.Frame.held - 1).execution_options(synchronize_session=False))
+            c.execute(_HELD_DOWN, {"fid": frame_id})
         if expired:
             EXPIRED.inc(len(expired))
             log.info("leases expired", extra={"frames": len(expired)})
@@ -300,14 +319,18 @@ class Tasks:
         q = sa.select(m.Frame.frame_id).where(sa.or_(m.Frame.status == "adjudication", busy)).limit(MAX_EXCLUDE)
         return list(s.scalars(q))
 
-    def _lease_first(self, s: Session, annotator: str, project: ProjectConfig, source: str,
-                     ranked: list[common_pb2.FrameScore] | None) -> labels_pb2.Task | None:
-        """Lease the first free frame in ``ranked`` order, or in ingest order when None.
+    def _lease(self, c: sa.Connection, annotator: str, project: ProjectConfig, source: str,
+               ranked: list[common_pb2.FrameScore] | None) -> labels_pb2.Task | None:
+        """The caller's live lease, else a lease on the first free frame in ``ranked`` order
+        (ingest order when None); None when no frame is free.
 
         ``FOR UPDATE SKIP LOCKED`` (PostgreSQL; SQLite serializes writers anyway)
         lets concurrent annotators pass over a frame another one is claiming
         instead of queueing behind it.
         """
+        current = self._current(c, annotator, project)
+        if current is not None:
+            return current
         scores = {sc.frame_id: sc for sc in ranked} if ranked is not None else None
         tried: set[str] = set()
         for _ in range(MAX_ATTEMPTS):
@@ -318,42 +341,42 @@ class Tasks:
                 rank = {frame_id: i for i, frame_id in enumerate(scores)}
                 q = q.where(_frames.c.frame_id.in_(list(scores))).order_by(None).order_by(
                     sa.case(rank, value=_frames.c.frame_id))
-            frame = s.connection().execute(q, {"suffix": "#" + annotator}).first()
+            frame = c.execute(q, {"suffix": "#" + annotator}).first()
             if frame is None:
                 return None
-            lease = self._take(s, annotator, frame, project, source, (scores or {}).get(frame.frame_id))
-            if lease is not None:
+            task = self._take(c, annotator, frame, project, source, (scores or {}).get(frame.frame_id))
+            if task is not None:
                 LEASES.labels(source).inc()
-                return self._task(lease, frame, project)
+                return task
             tried.add(frame.frame_id)
         return None
 
-    def _take(self, s: Session, annotator: str, frame: sa.Row, project: ProjectConfig, source: str,
-              score: common_pb2.FrameScore | None) -> m.Lease | None:
+    def _take(self, c: sa.Connection, annotator: str, frame: sa.Row, project: ProjectConfig, source: str,
+              score: common_pb2.FrameScore | None) -> labels_pb2.Task | None:
         """Claim one slot of the frame atomically; None when it is taken.
 
         A unique-key conflict (this annotator got a lease concurrently) aborts the
         transaction with IntegrityError; ``next_task`` then returns that lease.
         """
         required = required_answers(frame.frame_id, project.overlap_fraction, project.overlap_k)
-        now = self.clock()
-        claimed = s.connection().execute(_CLAIM, {"fid": frame.frame_id, "req": required}).scalar()
+        claimed = c.execute(_CLAIM, {"fid": frame.frame_id, "req": required}).scalar()
         if claimed is None:
             return None
-        lease = m.Lease(id=uuid.uuid4().hex, frame_id=frame.frame_id, annotator=annotator, created_at=now,
-                        expires_at=now + project.lease_ttl_s, state="active", source=source,
-                        overlap=claimed > 1, active_annotator=annotator,
-                        annotator_key=f"{frame.frame_id}#{annotator}",
-                        score=score.SerializeToString() if score is not None else None)
-        s.connection().execute(_INSERT_LEASE, _columns(lease))  # Core: no ORM flush machinery
-        return lease
+        now, lease_id = self.clock(), uuid.uuid4().hex
+        expires_at, blob = now + project.lease_ttl_s, score.SerializeToString() if score is not None else None
+        c.execute(_INSERT_LEASE, {"id": lease_id, "frame_id": frame.frame_id, "annotator": annotator,
+                                  "created_at": now, "expires_at": expires_at, "state": "active",
+                                  "source": source, "overlap": claimed > 1, "active_annotator": annotator,
+                                  "annotator_key": f"{frame.frame_id}#{annotator}", "score": blob})
+        return self._task(frame, lease_id, expires_at, claimed > 1, source, blob, project)
 
     @staticmethod
-    def _task(lease: m.Lease, frame: m.Frame | sa.Row, project: ProjectConfig) -> labels_pb2.Task:
-        task = labels_pb2.Task(lease_id=lease.id, frame_id=lease.frame_id, expires_at=_ts(lease.expires_at),
-                               overlap=lease.overlap, source=lease.source, frame=frame_meta(frame))
-        if lease.score and not project.hide_predictions:
-            task.score.ParseFromString(lease.score)
+    def _task(frame: m.Frame | sa.Row, lease_id: str, expires_at: float, overlap: bool, source: str,
+              score: bytes | None, project: ProjectConfig) -> labels_pb2.Task:
+        task = labels_pb2.Task(lease_id=lease_id, frame_id=frame.frame_id, expires_at=_ts(expires_at),
+                               overlap=overlap, source=source, frame=frame_meta(frame))
+        if score and not project.hide_predictions:
+            task.score.ParseFromString(score)
         return task
 
     def release(self, annotator: str, lease_id: str) -> None:
@@ -380,9 +403,9 @@ class Tasks:
         project = self.project()
         kind = self._validate(req, project)
         try:
-            out = self.db.write(lambda s: self._submit(s, annotator, req, kind))
-        except IntegrityError:  # the same request_id committed concurrently: answer as a duplicate
-            out = self.db.write(lambda s: self._submit(s, annotator, req, kind))
+            out = self.db.write_conn(lambda c: self._submit(c, annotator, req, kind))
+        except IntegrityError:  # request_id taken (concurrently, or by another answer): look it up first
+            out = self.db.write_conn(lambda c: self._submit(c, annotator, req, kind, previous_first=True))
         if not out.duplicate:
             SUBMITTED.labels(kind).inc()
             self.notify()
@@ -405,95 +428,109 @@ class Tasks:
             raise InvalidArgument("seconds_spent must be a finite number >= 0")
         return kind
 
-    def _submit(self, s: Session, annotator: str, req: labels_pb2.SubmitLabelRequest,
-                kind: str) -> labels_pb2.SubmitLabelResponse:
+    def _submit(self, c: sa.Connection, annotator: str, req: labels_pb2.SubmitLabelRequest, kind: str,
+                previous_first: bool = False) -> labels_pb2.SubmitLabelResponse:
+        """Close the caller's live lease and record the answer, or answer a resend from its idempotency key.
+
+        Closing the lease is the common case's only check: it fails for a resend
+        (the lease is already answered) and for every bad lease, told apart afterwards.
+        """
         label = req.label if kind == "class" else ""
-        previous = s.scalar(_PREVIOUS, {"who": annotator, "rid": req.request_id})
+        if not previous_first and self._close_lease(c, annotator, req, kind):
+            return self._record(c, annotator, req, kind, label)
+        previous = c.execute(_PREVIOUS, {"who": annotator, "rid": req.request_id}).first()
         if previous is not None:
-            return self._duplicate(s, previous, req, kind, label)
-        self._close_lease(s, annotator, req, kind)
-        now = self.clock()
-        row = m.Label(id=uuid.uuid4().hex, request_id=req.request_id, annotator=annotator,
-                      frame_id=req.frame_id, lease_id=req.lease_id, kind=kind, label=label,
-                      seconds_spent=req.seconds_spent, submitted_at=now,
-                      day=time.strftime("%Y-%m-%d", time.gmtime(now)))
-        s.connection().execute(_INSERT_LABEL, _columns(row))
-        enqueue(s, topics.LABELS_SUBMITTED, req.frame_id, events_pb2.LabelSubmitted(
-            label_id=row.id, frame_id=req.frame_id, annotator=annotator, kind=KIND_ENUM[kind], label=label,
+            return self._duplicate(c, previous, req, kind, label)
+        if previous_first and self._close_lease(c, annotator, req, kind):
+            return self._record(c, annotator, req, kind, label)
+        raise self._not_closed(c, annotator, req)
+
+    def _close_lease(self, c: sa.Connection, annotator: str, req: labels_pb2.SubmitLabelRequest,
+                     kind: str) -> bool:
+        """Turn the caller's live lease into an answer; skip keeps ``annotator_key`` so the
+        frame is not offered to this annotator again."""
+        return c.execute(_CLOSE_LEASE, {"lid": req.lease_id, "who": annotator, "fid": req.frame_id,
+                                        "now": self.clock(),
+                                        "new_state": "skipped" if kind == "skip" else "done"}).rowcount == 1
+
+    def _record(self, c: sa.Connection, annotator: str, req: labels_pb2.SubmitLabelRequest, kind: str,
+                label: str) -> labels_pb2.SubmitLabelResponse:
+        now, label_id = self.clock(), uuid.uuid4().hex
+        c.execute(_INSERT_LABEL, {"id": label_id, "request_id": req.request_id, "annotator": annotator,
+                                  "frame_id": req.frame_id, "lease_id": req.lease_id, "kind": kind,
+                                  "label": label, "seconds_spent": req.seconds_spent, "submitted_at": now,
+                                  "day": time.strftime("%Y-%m-%d", time.gmtime(now))})
+        enqueue(c, topics.LABELS_SUBMITTED, req.frame_id, events_pb2.LabelSubmitted(
+            label_id=label_id, frame_id=req.frame_id, annotator=annotator, kind=KIND_ENUM[kind], label=label,
             request_id=req.request_id, submitted_at=_ts(now), seconds_spent=req.seconds_spent))
         resolved = False
         if kind == "skip":
-            s.connection().execute(_HELD_DOWN, {"fid": req.frame_id})
+            c.execute(_HELD_DOWN, {"fid": req.frame_id})
         else:
-            resolved = self._count_answer(s, req.frame_id)
-        return labels_pb2.SubmitLabelResponse(label_id=row.id, duplicate=False, resolved=resolved)
+            resolved = self._count_answer(c, req.frame_id, label if kind == "class" else None)
+        return labels_pb2.SubmitLabelResponse(label_id=label_id, duplicate=False, resolved=resolved)
 
     @staticmethod
-    def _duplicate(s: Session, previous: m.Label, req: labels_pb2.SubmitLabelRequest, kind: str,
+    def _duplicate(c: sa.Connection, previous: sa.Row, req: labels_pb2.SubmitLabelRequest, kind: str,
                    label: str) -> labels_pb2.SubmitLabelResponse:
         if (previous.frame_id, previous.kind, previous.label) != (req.frame_id, kind, label):
             raise InvalidArgument(f"request_id {req.request_id!r} was already used for a different answer")
         DUPLICATES.inc()
-        status = s.scalar(sa.select(m.Frame.status).where(m.Frame.frame_id == previous.frame_id))
+        status = c.execute(_FRAME_STATUS, {"fid": previous.frame_id}).scalar()
         return labels_pb2.SubmitLabelResponse(label_id=previous.id, duplicate=True,
                                               resolved=status == "resolved")
 
-    def _close_lease(self, s: Session, annotator: str, req: labels_pb2.SubmitLabelRequest, kind: str) -> None:
-        """Turn the caller's live lease into an answer, or say exactly why it cannot."""
-        lease = s.get(m.Lease, req.lease_id)
-        if (lease is None or lease.frame_id != req.frame_id) and s.scalar(
-                sa.select(m.Frame.id).where(m.Frame.frame_id == req.frame_id)) is None:
-            raise NotFound(f"unknown frame {req.frame_id!r}")
+    @staticmethod
+    def _not_closed(c: sa.Connection, annotator: str, req: labels_pb2.SubmitLabelRequest) -> ServiceError:
+        """Why the lease could not take this answer, exactly."""
+        lease = c.execute(_LEASE, {"lid": req.lease_id}).first()
+        if (lease is None or lease.frame_id != req.frame_id) and \
+                c.execute(_FRAME_STATUS, {"fid": req.frame_id}).first() is None:
+            return NotFound(f"unknown frame {req.frame_id!r}")
         if lease is None:
-            raise NotFound(f"unknown lease {req.lease_id!r}")
+            return NotFound(f"unknown lease {req.lease_id!r}")
         if lease.annotator != annotator:
-            raise PermissionDenied("this lease belongs to another annotator")
+            return PermissionDenied("this lease belongs to another annotator")
         if lease.frame_id != req.frame_id:
-            raise InvalidArgument(f"lease {req.lease_id!r} is for frame {lease.frame_id!r}, not {req.frame_id!r}")
-        # skip keeps annotator_key so the frame is not offered to this annotator again
-        closed = s.connection().execute(_CLOSE_LEASE, {"lid": lease.id, "now": self.clock(),
-                                                       "new_state": "skipped" if kind == "skip" else "done"}).rowcount
-        if closed == 1:
-            return
-        s.refresh(lease)
+            return InvalidArgument(f"lease {req.lease_id!r} is for frame {lease.frame_id!r}, not {req.frame_id!r}")
         if lease.state in ("done", "skipped"):
-            raise FailedPrecondition("this lease was already answered with another request_id")
+            return FailedPrecondition("this lease was already answered with another request_id")
         if lease.state == "released":
-            raise FailedPrecondition("this lease was released; ask NextTask for a new task")
-        raise FailedPrecondition(f"lease expired at {_iso(lease.expires_at)}: the frame went back to the "
-                                 "pool and the answer was not recorded; ask NextTask for a new task")
+            return FailedPrecondition("this lease was released; ask NextTask for a new task")
+        return FailedPrecondition(f"lease expired at {_iso(lease.expires_at)}: the frame went back to the "
+                                  "pool and the answer was not recorded; ask NextTask for a new task")
 
-    def _count_answer(self, s: Session, frame_id: str) -> bool:
-        """Count a class/unsure answer; at the required number decide consensus or adjudication."""
-        answers, required = s.connection().execute(_COUNT_ANSWER, {"fid": frame_id}).one()
+    def _count_answer(self, c: sa.Connection, frame_id: str, vote: str | None) -> bool:
+        """Count a class/unsure answer (``vote`` None = unsure); at the required number decide
+        consensus or adjudication."""
+        answers, required = c.execute(_COUNT_ANSWER, {"fid": frame_id}).one()
         if answers < (required or 1):
             return False
-        votes = s.connection().execute(_VOTES, {"fid": frame_id}).all()
-        outcome = consensus([label if k == "class" else None for k, label in votes])
+        if answers == 1:  # this is the frame's only answer: no need to read it back
+            votes = [vote]
+        else:
+            votes = [lab if k == "class" else None for k, lab in c.execute(_VOTES, {"fid": frame_id})]
+        outcome = consensus(votes)
         if outcome.resolved:
             by = "single" if outcome.answers == 1 else "consensus"
-            self._resolve(s, frame_id, outcome.label, by, outcome.votes, outcome.answers)
+            self._resolve(c, frame_id, outcome.label, by, outcome.votes, outcome.answers)
             return True
-        s.execute(sa.update(m.Frame).where(m.Frame.frame_id == frame_id)
-                  .values(status="adjudication", adjudication_reason=outcome.reason)
-                  .execution_options(synchronize_session=False))
+        c.execute(_TO_ADJUDICATION, {"fid": frame_id, "reason": outcome.reason})
         log.info("frame needs adjudication", extra={"frame_id": frame_id, "reason": outcome.reason})
         return False
 
-    def _resolve(self, s: Session, frame_id: str, label: str, by: str, votes: int, answers: int,
+    def _resolve(self, c: sa.Connection, frame_id: str, label: str, by: str, votes: int, answers: int,
                  request_id: str = "") -> None:
         """Make the label final and enqueue labels.resolved with the next sequence number.
 
         The counter row is locked until commit, so sequences commit in order and a
         reader paging by ``after_sequence`` never skips a late-committing row.
         """
-        seq = s.connection().execute(_NEXT_SEQ).scalar_one()
+        seq = c.execute(_NEXT_SEQ).scalar_one()
         now = self.clock()
-        s.execute(sa.update(m.Frame).where(m.Frame.frame_id == frame_id)
-                  .values(status="resolved", resolved_label=label, resolved_by=by, resolved_votes=votes,
-                          resolved_at=now, resolved_seq=seq, resolved_request_id=request_id)
-                  .execution_options(synchronize_session=False))
-        enqueue(s, topics.LABELS_RESOLVED, frame_id, events_pb2.LabelResolved(
+        c.execute(_RESOLVE, {"fid": frame_id, "label": label, "by": by, "votes": votes, "now": now,
+                             "seq": seq, "rid": request_id})
+        enqueue(c, topics.LABELS_RESOLVED, frame_id, events_pb2.LabelResolved(
             frame_id=frame_id, label=label, votes=votes, annotations=answers, resolved_by=by,
             resolved_at=_ts(now), sequence=seq))
         RESOLVED.labels("reviewer" if by not in ("single", "consensus") else by).inc()
@@ -537,7 +574,7 @@ class Tasks:
             agree = s.scalar(sa.select(sa.func.count()).select_from(m.Label)
                              .where(m.Label.frame_id == frame_id, m.Label.kind == "class",
                                     m.Label.label == label)) or 0
-            self._resolve(s, frame_id, label, reviewer, agree, frame.answers, request_id)
+            self._resolve(s.connection(), frame_id, label, reviewer, agree, frame.answers, request_id)
             return True
         out = self.db.write(tx)
         self.notify()

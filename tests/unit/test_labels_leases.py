@@ -270,6 +270,21 @@ def test_accounts_login_logout_and_roles(app):
     assert "argon2" in acc.get("ann").password_hash
 
 
+def test_session_cache_honours_revocation_elsewhere_within_its_ttl(app, monkeypatch):
+    from lumenal.labels import accounts
+    from lumenal.labels.accounts import Accounts
+
+    app.accounts.create("ann", "password1", auth.ANNOTATOR)
+    token, _, _ = app.accounts.login("ann", "password1")
+    principal = app.accounts.authenticate(token)  # now cached
+    replica = Accounts(app.db, "unit-secret", 3600)  # another replica (or the CLI) revokes the session
+    replica.logout(principal)
+    assert app.accounts.authenticate(token).subject == "ann"  # still cached: at most SESSION_CACHE_S
+    monkeypatch.setattr(accounts, "SESSION_CACHE_S", 0.0)  # the cache entry has aged out
+    with pytest.raises(Unauthenticated, match="revoked"):
+        app.accounts.authenticate(token)
+
+
 def test_frames_handler_retries_when_the_database_is_down(app):
     from sqlalchemy.exc import OperationalError
 
