@@ -290,12 +290,34 @@ class RandomStrategy:
     """Uniform sample of available rows: the baseline, and a safe cold start."""
 
     name: str = "random"
+    direct_above: int = 65_536  # larger pools draw row numbers directly (no list of every row)
 
     def select(self, pool: Pool, k: int, rng: np.random.Generator) -> np.ndarray:
         _check_k(k)
+        n = len(pool)
+        if pool.available is not None and n > self.direct_above and 64 * k < n:
+            rows = _draw_available(pool.available, k, rng)
+            if rows is not None:
+                return rows
         rows = pool.available_rows()
         k = min(k, rows.shape[0])
         return rows[rng.choice(rows.shape[0], k, replace=False)].astype(np.int64)
+
+
+def _draw_available(available: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray | None:
+    """``k`` distinct available rows, uniformly: draw rows, keep available first occurrences.
+
+    Rejecting unavailable and repeated draws is sampling without replacement from the
+    available rows, at O(k) instead of O(N). None when few rows are available (use the list).
+    """
+    drawn = np.empty(0, dtype=np.int64)
+    for _ in range(8):
+        more = rng.integers(0, available.shape[0], 2 * k + 16)
+        drawn = np.concatenate([drawn, more[available[more]]])
+        _, first = np.unique(drawn, return_index=True)
+        if first.shape[0] >= k:
+            return drawn[np.sort(first)[:k]]
+    return None
 
 
 @dataclass(frozen=True)

@@ -182,3 +182,19 @@ def test_ranked_index_gives_the_rows_of_the_full_pass() -> None:
     assert asked[0] == ("margin", 16) and ("margin", 200) in asked  # diverse_* read their top-M
     with pytest.raises(S.MissingInput, match="bald"):
         S.get("diverse_bald").select(S.Pool(**{**indexed.__dict__, "bald": None}), 4, rng())
+
+
+def test_random_on_a_large_pool_draws_available_rows_uniformly() -> None:
+    avail = np.zeros(200_000, dtype=bool)
+    avail[::2] = True
+    avail[:1000] = False
+    counts = np.zeros(200_000)
+    for seed in range(200):
+        out = S.get("random").select(S.Pool(available=avail), 50, np.random.default_rng(seed))
+        assert len(set(out.tolist())) == 50 and avail[out].all()
+        counts[out] += 1
+    halves = counts[:100_000].sum(), counts[100_000:].sum()
+    assert abs(halves[0] - halves[1]) < 0.1 * sum(halves)  # no part of the pool favoured
+    sparse = np.zeros(200_000, dtype=bool)
+    sparse[[5, 70_000, 199_999]] = True  # too few to find by drawing: falls back to the row list
+    assert sorted(S.get("random").select(S.Pool(available=sparse), 10, rng()).tolist()) == [5, 70_000, 199_999]
