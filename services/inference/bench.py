@@ -109,6 +109,7 @@ def measure(frames: int = 1_000_000, k: int = 32, calls: int = 50,
     out: dict[str, object] = {"frames": frames, "k": k, "calls": calls, "excluded_per_call": exclude,
                               "index_bytes_per_million": int(mem * 1_000_000 / frames),
                               "rank_sort_s": round(warm_s, 2), "churn_frames_per_s": churn}
+    builds = pool.live.rank.builds
     stop = threading.Event()
     if churn > 0:
         threading.Thread(target=_churn, args=(pool, churn, stop), daemon=True, name="churn").start()
@@ -133,6 +134,7 @@ def measure(frames: int = 1_000_000, k: int = 32, calls: int = 50,
     finally:
         stop.set()
         srv.stop(0)
+    out["rank_resorts_while_timing"] = pool.live.rank.builds - builds
     return out
 
 

@@ -37,6 +37,7 @@ class RankIndex:
         self.bases: dict[str, np.ndarray] = {}      # score name -> rows best first (int32)
         self.wanted: set[str] = set()               # score names queries asked for
         self.building = False
+        self.builds = 0                             # bases installed so far
         self._log = np.zeros(1024, dtype=np.int32)  # rows of writes _log_start+1 .. seq
         self._log_start = 0
 
@@ -73,6 +74,7 @@ class RankIndex:
         self._log[: keep.shape[0]] = keep
         self._log_start = s0
         self.bases, self.s0 = bases, s0
+        self.builds += 1
 
     def top(self, name: str, m: int, available: np.ndarray, values_at: ValuesAt) -> np.ndarray | None:
         """The ``m`` best rows with ``available[row]``, best first; None without a base for ``name``."""
