@@ -23,6 +23,7 @@ import time
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as the service runs (see __main__.py)
 
 import numpy as np  # noqa: E402
+from threadpoolctl import threadpool_limits  # noqa: E402 - scikit-learn's dependency
 from tqdm import tqdm  # noqa: E402
 
 from lumenal.core import auth, grpc_server  # noqa: E402
@@ -113,6 +114,9 @@ def measure(frames: int = 1_000_000, k: int = 32, calls: int = 50,
     stop = threading.Event()
     if churn > 0:
         threading.Thread(target=_churn, args=(pool, churn, stop), daemon=True, name="churn").start()
+    # BLAS threads as the service runs them, also when numpy was imported before this module
+    # (then the environment variable above comes too late: `lumenal bench system`)
+    blas = threadpool_limits(int(os.environ["OPENBLAS_NUM_THREADS"]), user_api="blas")
     try:
         with grpc_server.channel(f"127.0.0.1:{srv.port}") as ch:
             stub = inference_pb2_grpc.InferenceServiceStub(ch)
@@ -132,6 +136,7 @@ def measure(frames: int = 1_000_000, k: int = 32, calls: int = 50,
                              "p95_ms": round(float(np.percentile(ms, 95)), 2),
                              "cpu_ms": round(cpu * 1000 / calls, 2)}
     finally:
+        blas.restore_original_limits()
         stop.set()
         srv.stop(0)
     out["rank_resorts_while_timing"] = pool.live.rank.builds - builds
