@@ -37,10 +37,11 @@ class _Serialized:
         return self.payload
 
 
-def enqueue(conn: sa.Connection, topic: str, key: str, message: Message) -> None:
-    """Add an event to the outbox inside the caller's transaction."""
-    conn.execute(_INSERT, {"topic": topic, "key": key, "payload": message.SerializeToString(),
-                           "created_at": time.time()})
+def enqueue(conn: sa.Connection, events: list[tuple[str, str, Message]]) -> None:
+    """Add (topic, key, message) events to the outbox inside the caller's transaction, in one statement."""
+    now = time.time()
+    conn.execute(_INSERT, [{"topic": topic, "key": key, "payload": message.SerializeToString(), "created_at": now}
+                           for topic, key, message in events])
 
 
 def pending(db: Database) -> int:

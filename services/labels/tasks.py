@@ -268,20 +268,27 @@ class Tasks:
         return self._next_task(annotator)
 
     def _next_task(self, annotator: str) -> labels_pb2.Task:
-        """One transaction without inference; with it, the current lease is looked up before TopK is asked."""
+        """One transaction without inference; with it, the current lease is looked up before TopK is asked.
+
+        Leases are soft state, so their transactions do not wait for a durable
+        commit: one lost in a database crash leaves a consistent pool (lease and
+        slot vanish together) and its SubmitLabel fails with "unknown lease".
+        A durable SubmitLabel commit also makes the lease before it durable.
+        """
         project = self.project()
         if self.ranker is not None and self.ranker.available():
-            current = self.db.write_conn(lambda c: self._current(c, annotator, project))
+            current = self.db.write_conn(lambda c: self._current(c, annotator, project), durable=False)
             if current is not None:
                 return current
             with self.db.read() as s:
                 exclude = self._exclusions(s, annotator)
             ranked = self.ranker.top(self.topk, project.strategy, exclude)
             if ranked:
-                task = self.db.write_conn(lambda c: self._lease(c, annotator, project, "inference", ranked))
+                task = self.db.write_conn(lambda c: self._lease(c, annotator, project, "inference", ranked),
+                                          durable=False)
                 if task is not None:
                     return task
-        task = self.db.write_conn(lambda c: self._lease(c, annotator, project, "fallback", None))
+        task = self.db.write_conn(lambda c: self._lease(c, annotator, project, "fallback", None), durable=False)
         if task is None:
             raise NotFound("no frame is waiting for you: every frame is labeled, leased to others, "
                            "or already answered by you")
@@ -460,15 +467,18 @@ class Tasks:
                                   "frame_id": req.frame_id, "lease_id": req.lease_id, "kind": kind,
                                   "label": label, "seconds_spent": req.seconds_spent, "submitted_at": now,
                                   "day": time.strftime("%Y-%m-%d", time.gmtime(now))})
-        enqueue(c, topics.LABELS_SUBMITTED, req.frame_id, events_pb2.LabelSubmitted(
+        events = [(topics.LABELS_SUBMITTED, req.frame_id, events_pb2.LabelSubmitted(
             label_id=label_id, frame_id=req.frame_id, annotator=annotator, kind=KIND_ENUM[kind], label=label,
-            request_id=req.request_id, submitted_at=_ts(now), seconds_spent=req.seconds_spent))
-        resolved = False
+            request_id=req.request_id, submitted_at=_ts(now), seconds_spent=req.seconds_spent))]
+        resolved = None
         if kind == "skip":
             c.execute(_HELD_DOWN, {"fid": req.frame_id})
         else:
             resolved = self._count_answer(c, req.frame_id, label if kind == "class" else None)
-        return labels_pb2.SubmitLabelResponse(label_id=label_id, duplicate=False, resolved=resolved)
+        if resolved is not None:
+            events.append((topics.LABELS_RESOLVED, req.frame_id, resolved))
+        enqueue(c, events)
+        return labels_pb2.SubmitLabelResponse(label_id=label_id, duplicate=False, resolved=resolved is not None)
 
     @staticmethod
     def _duplicate(c: sa.Connection, previous: sa.Row, req: labels_pb2.SubmitLabelRequest, kind: str,
@@ -500,12 +510,12 @@ class Tasks:
         return FailedPrecondition(f"lease expired at {_iso(lease.expires_at)}: the frame went back to the "
                                   "pool and the answer was not recorded; ask NextTask for a new task")
 
-    def _count_answer(self, c: sa.Connection, frame_id: str, vote: str | None) -> bool:
+    def _count_answer(self, c: sa.Connection, frame_id: str, vote: str | None) -> events_pb2.LabelResolved | None:
         """Count a class/unsure answer (``vote`` None = unsure); at the required number decide
-        consensus or adjudication."""
+        consensus (returns the labels.resolved event) or adjudication."""
         answers, required = c.execute(_COUNT_ANSWER, {"fid": frame_id}).one()
         if answers < (required or 1):
-            return False
+            return None
         if answers == 1:  # this is the frame's only answer: no need to read it back
             votes = [vote]
         else:
@@ -513,15 +523,15 @@ class Tasks:
         outcome = consensus(votes)
         if outcome.resolved:
             by = "single" if outcome.answers == 1 else "consensus"
-            self._resolve(c, frame_id, outcome.label, by, outcome.votes, outcome.answers)
-            return True
+            return self._resolve(c, frame_id, outcome.label, by, outcome.votes, outcome.answers)
         c.execute(_TO_ADJUDICATION, {"fid": frame_id, "reason": outcome.reason})
         log.info("frame needs adjudication", extra={"frame_id": frame_id, "reason": outcome.reason})
-        return False
+        return None
 
     def _resolve(self, c: sa.Connection, frame_id: str, label: str, by: str, votes: int, answers: int,
-                 request_id: str = "") -> None:
-        """Make the label final and enqueue labels.resolved with the next sequence number.
+                 request_id: str = "") -> events_pb2.LabelResolved:
+        """Make the label final with the next sequence number; returns the labels.resolved event
+        for the caller to enqueue in the same transaction.
 
         The counter row is locked until commit, so sequences commit in order and a
         reader paging by ``after_sequence`` never skips a late-committing row.
@@ -530,10 +540,9 @@ class Tasks:
         now = self.clock()
         c.execute(_RESOLVE, {"fid": frame_id, "label": label, "by": by, "votes": votes, "now": now,
                              "seq": seq, "rid": request_id})
-        enqueue(c, topics.LABELS_RESOLVED, frame_id, events_pb2.LabelResolved(
-            frame_id=frame_id, label=label, votes=votes, annotations=answers, resolved_by=by,
-            resolved_at=_ts(now), sequence=seq))
         RESOLVED.labels("reviewer" if by not in ("single", "consensus") else by).inc()
+        return events_pb2.LabelResolved(frame_id=frame_id, label=label, votes=votes, annotations=answers,
+                                        resolved_by=by, resolved_at=_ts(now), sequence=seq)
 
     # -- review ----------------------------------------------------------------
     def list_adjudications(self, limit: int) -> list[labels_pb2.Adjudication]:
@@ -574,7 +583,8 @@ class Tasks:
             agree = s.scalar(sa.select(sa.func.count()).select_from(m.Label)
                              .where(m.Label.frame_id == frame_id, m.Label.kind == "class",
                                     m.Label.label == label)) or 0
-            self._resolve(s.connection(), frame_id, label, reviewer, agree, frame.answers, request_id)
+            resolved = self._resolve(s.connection(), frame_id, label, reviewer, agree, frame.answers, request_id)
+            enqueue(s.connection(), [(topics.LABELS_RESOLVED, frame_id, resolved)])
             return True
         out = self.db.write(tx)
         self.notify()
