@@ -1,8 +1,10 @@
 """The pool index: every known frame, its latest scores and embedding, and TopK over it.
 
-Row-aligned numpy columns grown by doubling, so a query at 1,000,000 frames is
-a few vectorised passes (see ``lumenal.ml.strategies``). Scores live in
-``ScoreSet``s, one per model version:
+Row-aligned numpy columns grown by doubling. Each score set keeps its rows
+sorted per score (``ranking.RankIndex``, exact under writes), so TopK at
+1,000,000 frames reads O(k) rows instead of passing over the pool (see
+``lumenal.ml.strategies``, ``Pool.ranked``). Scores live in ``ScoreSet``s,
+one per model version:
 
 - ``live`` is what TopK answers from (version 0 = no model yet: it holds only a
   cheap thumbnail descriptor per frame, for diverse cold-start selection);

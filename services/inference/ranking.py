@@ -50,6 +50,9 @@ class RankIndex:
         """Record a write to ``row`` (a new score, or selectable again)."""
         self.seq += 1
         self.stamp[row] = self.seq
+        if not self.bases and not self.building:  # nothing sorted yet: no delta to keep
+            self._log_start = self.seq
+            return
         i = self.seq - self._log_start - 1
         if i >= self._log.shape[0]:
             log = np.zeros(2 * self._log.shape[0], dtype=np.int32)

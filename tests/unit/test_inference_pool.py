@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lumenal.inference import feed
+from lumenal.inference import feed, ranking
 from lumenal.inference import pool as pool_mod
 from lumenal.inference.pool import PoolIndex
 from lumenal.inference.scorer import check_image, descriptor
@@ -262,3 +262,23 @@ def test_embeddings_are_int8_per_row_scaled_and_old_float16_snapshots_load(tmp_p
     np.savez(tmp_path / "old.npz", **arrays)
     old = PoolIndex.load(tmp_path / "old.npz", MODEL)
     assert np.allclose(old.live.embedding_rows(5)[:], pool.live.embedding_rows(5)[:], atol=0.02)
+
+
+def test_rank_index_keeps_exactly_the_writes_after_the_sort_snapshot() -> None:
+    rank = ranking.RankIndex(cap=16)
+    for row in (1, 2, 3):
+        rank.touch(row)  # nothing sorted yet: no log kept
+    rank.building = True
+    s0 = rank.seq  # a sort snapshots the columns here...
+    for row in (4, 5, 4):
+        rank.touch(row)  # ...while scores keep arriving
+    rank.install({"margin": np.array([3, 2, 1], dtype=np.int32)}, s0)
+    rank.building = False
+    assert sorted(rank.delta().tolist()) == [4, 5] and rank.stale() == 3
+    rank.touch(2)  # a re-scored row leaves its base position
+    values = np.array([0, 0.5, 0.6, 0.7, 0.9, 0.1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], dtype=np.float32)
+    available = np.ones(16, dtype=bool)
+    assert rank.top("margin", 4, available, lambda r: values[r]).tolist() == [4, 3, 2, 1]
+    available[4] = False
+    assert rank.top("margin", 2, available, lambda r: values[r]).tolist() == [3, 2]
+    assert rank.top("entropy", 2, available, lambda r: values[r]) is None
