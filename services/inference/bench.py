@@ -23,7 +23,7 @@ import time
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as the service runs (see __main__.py)
 
 import numpy as np  # noqa: E402
-from threadpoolctl import threadpool_limits  # noqa: E402 - scikit-learn's dependency
+from threadpoolctl import threadpool_limits  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from lumenal.core import auth, grpc_server  # noqa: E402
