@@ -78,8 +78,10 @@ _CLAIM = (sa.update(_frames)
           .values(held=_frames.c.held + 1, required=sa.func.coalesce(_frames.c.required, sa.bindparam("req")))
           .returning(_frames.c.required))
 _HELD_DOWN = sa.update(_frames).where(_frames.c.frame_id == sa.bindparam("fid")).values(held=_frames.c.held - 1)
-_COUNT_ANSWER = (sa.update(_frames).where(_frames.c.frame_id == sa.bindparam("fid"))
-                 .values(answers=_frames.c.answers + 1).returning(_frames.c.answers, _frames.c.required))
+# An answer counts (answer=1), a skip gives its slot back (drop=1).
+_COUNT = (sa.update(_frames).where(_frames.c.frame_id == sa.bindparam("fid"))
+          .values(answers=_frames.c.answers + sa.bindparam("answer"), held=_frames.c.held - sa.bindparam("drop"))
+          .returning(_frames.c.answers, _frames.c.required))
 # Closes the lease only when it is the caller's, for this frame, and still live; else nothing changes
 # and ``_explain_closed`` says why.
 _CLOSE_LEASE = (sa.update(_leases)
@@ -91,13 +93,50 @@ _NEXT_SEQ = (sa.update(_counters).where(_counters.c.name == "resolved")
              .values(value=_counters.c.value + 1).returning(_counters.c.value))
 _VOTES = sa.select(_labels.c.kind, _labels.c.label).where(_labels.c.frame_id == sa.bindparam("fid"),
                                                           _labels.c.kind != "skip")
-_RESOLVE = (sa.update(_frames).where(_frames.c.frame_id == sa.bindparam("fid"))
+
+
+def _resolve_frame(seq: sa.ColumnElement) -> sa.Update:
+    return (sa.update(_frames).where(_frames.c.frame_id == sa.bindparam("fid"))
             .values(status="resolved", resolved_label=sa.bindparam("label"), resolved_by=sa.bindparam("by"),
                     resolved_votes=sa.bindparam("votes"), resolved_at=sa.bindparam("now"),
-                    resolved_seq=sa.bindparam("seq"), resolved_request_id=sa.bindparam("rid")))
+                    resolved_seq=seq, resolved_request_id=sa.bindparam("rid"))
+            .returning(_frames.c.resolved_seq))
+
+
+_RESOLVE = _resolve_frame(sa.bindparam("seq"))
 _TO_ADJUDICATION = (sa.update(_frames).where(_frames.c.frame_id == sa.bindparam("fid"))
                     .values(status="adjudication", adjudication_reason=sa.bindparam("reason")))
-_INSERT_LEASE, _INSERT_LABEL = sa.insert(_leases), sa.insert(_labels)
+_LEASE_COLUMNS = ("id", "frame_id", "annotator", "created_at", "expires_at", "state", "source",
+                  "active_annotator", "annotator_key", "score")
+_LABEL_COLUMNS = ("id", "request_id", "annotator", "frame_id", "lease_id", "kind", "label", "seconds_spent",
+                  "submitted_at", "day")
+# Row values are passed as "v_<column>": a parameter named like a column would also be SET by
+# any UPDATE executed with the same parameters.
+_INSERT_LEASE = sa.insert(_leases).values({k: sa.bindparam(f"v_{k}") for k in (*_LEASE_COLUMNS, "overlap")})
+_INSERT_LABEL = sa.insert(_labels).values({k: sa.bindparam(f"v_{k}") for k in _LABEL_COLUMNS})
+
+
+def _values(**row: object) -> dict[str, object]:
+    return {f"v_{k}": v for k, v in row.items()}
+
+
+def _params_row(table: sa.Table, columns: tuple[str, ...]) -> sa.Select:
+    """A one-row SELECT of the typed "v_<column>" parameters (for INSERT ... SELECT)."""
+    return sa.select(*(sa.bindparam(f"v_{k}", type_=table.c[k].type) for k in columns))
+
+
+# PostgreSQL chains dependent steps in one statement (data-modifying CTEs): there a round trip,
+# not the work, is most of each step's cost. SQLite runs the same steps one by one, in-process.
+_claimed = _CLAIM.cte("claimed")
+_CLAIM_AND_LEASE_PG = (sa.insert(_leases).from_select(
+    [*_LEASE_COLUMNS, "overlap"],
+    _params_row(_leases, _LEASE_COLUMNS).add_columns(_claimed.c.required > 1).select_from(_claimed))
+    .returning(_leases.c.overlap))
+_closed = _CLOSE_LEASE.returning(_leases.c.frame_id).cte("closed")
+_labeled = (sa.insert(_labels).from_select(_LABEL_COLUMNS, _params_row(_labels, _LABEL_COLUMNS).select_from(_closed))
+            .returning(_labels.c.frame_id).cte("labeled"))
+_CLOSE_LABEL_COUNT_PG = (_COUNT.where(_frames.c.frame_id == sa.select(_labeled.c.frame_id).scalar_subquery()))
+_RESOLVE_PG = _resolve_frame(sa.select(_NEXT_SEQ.cte("seq").c.value).scalar_subquery())
 # Open frames with a free slot that this annotator ("#name" suffix) never held, in ingest order.
 _FREE = (sa.select(_frames)
          .where(_frames.c.status == "open", _frames.c.held < sa.func.coalesce(_frames.c.required, 1),
@@ -366,16 +405,22 @@ class Tasks:
         transaction with IntegrityError; ``next_task`` then returns that lease.
         """
         required = required_answers(frame.frame_id, project.overlap_fraction, project.overlap_k)
-        claimed = c.execute(_CLAIM, {"fid": frame.frame_id, "req": required}).scalar()
-        if claimed is None:
-            return None
         now, lease_id = self.clock(), uuid.uuid4().hex
         expires_at, blob = now + project.lease_ttl_s, score.SerializeToString() if score is not None else None
-        c.execute(_INSERT_LEASE, {"id": lease_id, "frame_id": frame.frame_id, "annotator": annotator,
-                                  "created_at": now, "expires_at": expires_at, "state": "active",
-                                  "source": source, "overlap": claimed > 1, "active_annotator": annotator,
-                                  "annotator_key": f"{frame.frame_id}#{annotator}", "score": blob})
-        return self._task(frame, lease_id, expires_at, claimed > 1, source, blob, project)
+        p = {"fid": frame.frame_id, "req": required, **_values(
+            id=lease_id, frame_id=frame.frame_id, annotator=annotator, created_at=now, expires_at=expires_at,
+            state="active", source=source, active_annotator=annotator,
+            annotator_key=f"{frame.frame_id}#{annotator}", score=blob)}
+        if c.dialect.name == "postgresql":
+            overlap = c.execute(_CLAIM_AND_LEASE_PG, p).scalar()
+        else:
+            claimed = c.execute(_CLAIM, p).scalar()
+            overlap = None if claimed is None else claimed > 1
+            if overlap is not None:
+                c.execute(_INSERT_LEASE, {**p, "v_overlap": overlap})
+        if overlap is None:  # taken meanwhile
+            return None
+        return self._task(frame, lease_id, expires_at, overlap, source, blob, project)
 
     @staticmethod
     def _task(frame: m.Frame | sa.Row, lease_id: str, expires_at: float, overlap: bool, source: str,
@@ -443,38 +488,41 @@ class Tasks:
         (the lease is already answered) and for every bad lease, told apart afterwards.
         """
         label = req.label if kind == "class" else ""
-        if not previous_first and self._close_lease(c, annotator, req, kind):
-            return self._record(c, annotator, req, kind, label)
+        if not previous_first and (out := self._record(c, annotator, req, kind, label)) is not None:
+            return out
         previous = c.execute(_PREVIOUS, {"who": annotator, "rid": req.request_id}).first()
         if previous is not None:
             return self._duplicate(c, previous, req, kind, label)
-        if previous_first and self._close_lease(c, annotator, req, kind):
-            return self._record(c, annotator, req, kind, label)
+        if previous_first and (out := self._record(c, annotator, req, kind, label)) is not None:
+            return out
         raise self._not_closed(c, annotator, req)
 
-    def _close_lease(self, c: sa.Connection, annotator: str, req: labels_pb2.SubmitLabelRequest,
-                     kind: str) -> bool:
-        """Turn the caller's live lease into an answer; skip keeps ``annotator_key`` so the
-        frame is not offered to this annotator again."""
-        return c.execute(_CLOSE_LEASE, {"lid": req.lease_id, "who": annotator, "fid": req.frame_id,
-                                        "now": self.clock(),
-                                        "new_state": "skipped" if kind == "skip" else "done"}).rowcount == 1
-
     def _record(self, c: sa.Connection, annotator: str, req: labels_pb2.SubmitLabelRequest, kind: str,
-                label: str) -> labels_pb2.SubmitLabelResponse:
-        now, label_id = self.clock(), uuid.uuid4().hex
-        c.execute(_INSERT_LABEL, {"id": label_id, "request_id": req.request_id, "annotator": annotator,
-                                  "frame_id": req.frame_id, "lease_id": req.lease_id, "kind": kind,
-                                  "label": label, "seconds_spent": req.seconds_spent, "submitted_at": now,
-                                  "day": time.strftime("%Y-%m-%d", time.gmtime(now))})
+                label: str) -> labels_pb2.SubmitLabelResponse | None:
+        """Close the caller's live lease, store the answer and count it; None (nothing changed)
+        when the lease is not the caller's live lease for this frame."""
+        now, skip, label_id = self.clock(), kind == "skip", uuid.uuid4().hex
+        p = {"lid": req.lease_id, "who": annotator, "fid": req.frame_id, "now": now,
+             "new_state": "skipped" if skip else "done",  # skipped keeps annotator_key: not offered again
+             "answer": 0 if skip else 1, "drop": int(skip), **_values(
+                 id=label_id, request_id=req.request_id, annotator=annotator, frame_id=req.frame_id,
+                 lease_id=req.lease_id, kind=kind, label=label, seconds_spent=req.seconds_spent,
+                 submitted_at=now, day=time.strftime("%Y-%m-%d", time.gmtime(now)))}
+        if c.dialect.name == "postgresql":
+            counted = c.execute(_CLOSE_LABEL_COUNT_PG, p).first()
+        elif c.execute(_CLOSE_LEASE, p).rowcount == 1:
+            c.execute(_INSERT_LABEL, p)
+            counted = c.execute(_COUNT, p).first()
+        else:
+            counted = None
+        if counted is None:
+            return None
         events = [(topics.LABELS_SUBMITTED, req.frame_id, events_pb2.LabelSubmitted(
             label_id=label_id, frame_id=req.frame_id, annotator=annotator, kind=KIND_ENUM[kind], label=label,
             request_id=req.request_id, submitted_at=_ts(now), seconds_spent=req.seconds_spent))]
         resolved = None
-        if kind == "skip":
-            c.execute(_HELD_DOWN, {"fid": req.frame_id})
-        else:
-            resolved = self._count_answer(c, req.frame_id, label if kind == "class" else None)
+        if not skip:
+            resolved = self._decide(c, req.frame_id, *counted, label if kind == "class" else None)
         if resolved is not None:
             events.append((topics.LABELS_RESOLVED, req.frame_id, resolved))
         enqueue(c, events)
@@ -510,10 +558,10 @@ class Tasks:
         return FailedPrecondition(f"lease expired at {_iso(lease.expires_at)}: the frame went back to the "
                                   "pool and the answer was not recorded; ask NextTask for a new task")
 
-    def _count_answer(self, c: sa.Connection, frame_id: str, vote: str | None) -> events_pb2.LabelResolved | None:
-        """Count a class/unsure answer (``vote`` None = unsure); at the required number decide
-        consensus (returns the labels.resolved event) or adjudication."""
-        answers, required = c.execute(_COUNT_ANSWER, {"fid": frame_id}).one()
+    def _decide(self, c: sa.Connection, frame_id: str, answers: int, required: int | None,
+                vote: str | None) -> events_pb2.LabelResolved | None:
+        """After a class/unsure answer (``vote`` None = unsure): at the required number of answers
+        decide consensus (returns the labels.resolved event) or adjudication."""
         if answers < (required or 1):
             return None
         if answers == 1:  # this is the frame's only answer: no need to read it back
@@ -536,10 +584,12 @@ class Tasks:
         The counter row is locked until commit, so sequences commit in order and a
         reader paging by ``after_sequence`` never skips a late-committing row.
         """
-        seq = c.execute(_NEXT_SEQ).scalar_one()
         now = self.clock()
-        c.execute(_RESOLVE, {"fid": frame_id, "label": label, "by": by, "votes": votes, "now": now,
-                             "seq": seq, "rid": request_id})
+        p = {"fid": frame_id, "label": label, "by": by, "votes": votes, "now": now, "rid": request_id}
+        if c.dialect.name == "postgresql":
+            seq = c.execute(_RESOLVE_PG, p).scalar_one()
+        else:
+            seq = c.execute(_RESOLVE, {**p, "seq": c.execute(_NEXT_SEQ).scalar_one()}).scalar_one()
         RESOLVED.labels("reviewer" if by not in ("single", "consensus") else by).inc()
         return events_pb2.LabelResolved(frame_id=frame_id, label=label, votes=votes, annotations=answers,
                                         resolved_by=by, resolved_at=_ts(now), sequence=seq)

@@ -151,6 +151,8 @@ def test_bad_label_input_is_rejected_and_nothing_is_lost(api):
     assert code_of(lambda: api.submit(ann, task, label="b", request_id="req-2"))[0] == Code.FAILED_PRECONDITION
     # An expired lease: the clock moves past the TTL.
     late = s.NextTask(labels_pb2.NextTaskRequest(), metadata=ann)
+    code, msg = code_of(lambda: api.submit(ann, late, label="b", request_id="req-1"))  # reused on a live lease
+    assert (code, "different answer" in msg) == (Code.INVALID_ARGUMENT, True)
     real_clock = api.app.tasks.clock
     api.app.tasks.clock = lambda: real_clock() + 10_000
     code, msg = code_of(lambda: api.submit(ann, late))

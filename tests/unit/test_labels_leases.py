@@ -142,6 +142,8 @@ def test_submit_is_idempotent_and_validated(app):
     with pytest.raises(FailedPrecondition, match="already answered"):
         submit(app, "ann1", t, rid="r2")
     t2 = app.tasks.next_task("ann1")
+    with pytest.raises(InvalidArgument, match="different answer"):  # r1 reused on a live lease: rolled back
+        submit(app, "ann1", t2, rid="r1")
     with pytest.raises(InvalidArgument, match="not in the class set"):
         submit(app, "ann1", t2, label="zebra")
     with pytest.raises(InvalidArgument, match="kind"):
