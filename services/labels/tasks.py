@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 import math
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
@@ -53,6 +54,7 @@ KIND_ENUM = {v: k for k, v in KINDS.items()}
 MAX_ATTEMPTS = 20
 MAX_EXCLUDE = 5000
 PROJECT_CACHE_S = 2.0
+RANKING_CACHE_S = 5.0
 # Hot statements built once (building a statement costs about as much as running it). The hot
 # path runs them as Core on one connection per call: an ORM session costs as much again.
 _frames, _leases, _labels = m.Frame.__table__, m.Lease.__table__, m.Label.__table__
@@ -223,6 +225,9 @@ class Tasks:
         self.clock, self.notify = clock, notify
         self.topk = defaults.topk_candidates
         self._project: tuple[float, ProjectConfig] | None = None
+        # TopK's ranking shared by all annotators: (monotonic time, ranker, strategy, candidates)
+        self._ranking: tuple[float, Ranker, str, list[common_pb2.FrameScore]] | None = None
+        self._ranking_lock = threading.Lock()
 
     # -- project ---------------------------------------------------------------
     def ensure_defaults(self) -> None:
@@ -307,7 +312,7 @@ class Tasks:
         return self._next_task(annotator)
 
     def _next_task(self, annotator: str) -> labels_pb2.Task:
-        """One transaction without inference; with it, the current lease is looked up before TopK is asked.
+        """One transaction: the caller's lease, else a lease on the best free candidate.
 
         Leases are soft state, so their transactions do not wait for a durable
         commit: one lost in a database crash leaves a consistent pool (lease and
@@ -315,18 +320,17 @@ class Tasks:
         A durable SubmitLabel commit also makes the lease before it durable.
         """
         project = self.project()
-        if self.ranker is not None and self.ranker.available():
-            current = self.db.write_conn(lambda c: self._current(c, annotator, project), durable=False)
-            if current is not None:
-                return current
-            with self.db.read() as s:
-                exclude = self._exclusions(s, annotator)
-            ranked = self.ranker.top(self.topk, project.strategy, exclude)
-            if ranked:
-                task = self.db.write_conn(lambda c: self._lease(c, annotator, project, "inference", ranked),
-                                          durable=False)
-                if task is not None:
-                    return task
+        ranked = self._ranked(project)
+        if ranked:
+            task = self.db.write_conn(lambda c: self._lease(c, annotator, project, "inference", ranked),
+                                      durable=False)
+            if task is None:  # every candidate is taken or was answered by the caller: ask TopK again
+                ranked = self._ranked(project, exhausted=ranked)
+                if ranked:
+                    task = self.db.write_conn(lambda c: self._lease(c, annotator, project, "inference", ranked),
+                                              durable=False)
+            if task is not None:
+                return task
         task = self.db.write_conn(lambda c: self._lease(c, annotator, project, "fallback", None), durable=False)
         if task is None:
             raise NotFound("no frame is waiting for you: every frame is labeled, leased to others, "
@@ -354,15 +358,36 @@ class Tasks:
             EXPIRED.inc(len(expired))
             log.info("leases expired", extra={"frames": len(expired)})
 
-    def _mine(self, annotator: str):  # noqa: ANN202 - SQL expression
-        """Frames this annotator holds or answered (skips included)."""
-        return sa.exists().where(m.Lease.annotator_key == m.Frame.frame_id.concat("#" + annotator))
+    def _ranked(self, project: ProjectConfig,
+                exhausted: list[common_pb2.FrameScore] | None = None) -> list[common_pb2.FrameScore] | None:
+        """TopK's candidates, shared by all annotators and refreshed every ``RANKING_CACHE_S`` or when
+        ``exhausted`` (a list the caller found all taken) is still the current one; None without inference.
 
-    def _exclusions(self, s: Session, annotator: str) -> list[str]:
-        """Frames TopK must not return: fully held, answered by me, or waiting for a reviewer."""
-        busy = sa.and_(m.Frame.status == "open", m.Frame.held > 0,
-                       sa.or_(m.Frame.held >= sa.func.coalesce(m.Frame.required, 1), self._mine(annotator)))
-        q = sa.select(m.Frame.frame_id).where(sa.or_(m.Frame.status == "adjudication", busy)).limit(MAX_EXCLUDE)
+        One TopK call serves many NextTasks instead of one each. A list a few seconds
+        old is safe: the lease query skips frames taken meanwhile and frames the caller
+        held or answered; it is only that much less fresh.
+        """
+        with self._ranking_lock:  # one refresh at a time; the others wait for its result
+            cached = self._ranking
+            if cached is not None and cached[1:3] == (self.ranker, project.strategy) and \
+                    time.monotonic() - cached[0] < RANKING_CACHE_S and cached[3] is not exhausted:
+                return cached[3]
+            self._ranking = None
+            if self.ranker is None or not self.ranker.available():
+                return None
+            with self.db.read() as s:
+                exclude = self._exclusions(s)
+            ranked = self.ranker.top(self.topk, project.strategy, exclude)
+            if ranked is not None:  # an empty ranking is kept too: nothing to rank changes no faster
+                self._ranking = (time.monotonic(), self.ranker, project.strategy, ranked)
+            return ranked
+
+    @staticmethod
+    def _exclusions(s: Session) -> list[str]:
+        """Frames TopK must not return: every slot held, or waiting for a reviewer."""
+        full = sa.and_(m.Frame.status == "open", m.Frame.held > 0,
+                       m.Frame.held >= sa.func.coalesce(m.Frame.required, 1))
+        q = sa.select(m.Frame.frame_id).where(sa.or_(m.Frame.status == "adjudication", full)).limit(MAX_EXCLUDE)
         return list(s.scalars(q))
 
     def _lease(self, c: sa.Connection, annotator: str, project: ProjectConfig, source: str,

@@ -91,13 +91,21 @@ def test_fallback_order_and_one_frame_per_annotator(app):
     assert app.tasks.next_task("ann1").lease_id == t1.lease_id  # reload: same task, no second lease
 
 
-def test_inference_order_used_and_told_what_to_exclude(app):
+def test_inference_order_used_and_told_what_to_exclude(app, monkeypatch):
+    from lumenal.labels import tasks
+
     app.tasks.ranker = FakeRanker(["v:000003", "v:000001"])
     t = app.tasks.next_task("ann1")
     assert (t.frame_id, t.source, t.score.entropy) == ("v:000003", "inference", pytest.approx(0.5))
     t2 = app.tasks.next_task("ann2")
-    assert t2.frame_id == "v:000001"
-    assert "v:000003" in app.tasks.ranker.calls[-1][2]  # leased frame excluded from TopK
+    assert (t2.frame_id, len(app.tasks.ranker.calls)) == ("v:000001", 1)  # one TopK call served both
+    t3 = app.tasks.next_task("ann3")  # both candidates taken: TopK is asked again, then ingest order
+    assert (t3.frame_id, t3.source, len(app.tasks.ranker.calls)) == ("v:000000", "fallback", 2)
+    assert {"v:000003", "v:000001"} <= set(app.tasks.ranker.calls[-1][2])  # leased frames excluded
+    app.tasks.ranker.order = ["v:000004"]
+    assert app.tasks.next_task("ann4").frame_id == "v:000002"  # no TopK yet: fallback's next frame
+    monkeypatch.setattr(tasks, "RANKING_CACHE_S", 0.0)  # the shared ranking ages out
+    assert app.tasks.next_task("ann5").frame_id == "v:000004"
 
 
 def test_hidden_predictions_leave_score_empty(app):
