@@ -237,3 +237,28 @@ def test_twenty_annotators_in_parallel(db_url, tmp_path):
     assert report["overlap_frames"] > 0 and report["duplicates"] > 0
     assert report["resolved"] + report["adjudication"] == report["frames"] == 160
     assert report["labels"] == len(out.accepted) >= 160
+
+
+def test_pooled_connection_the_server_dropped_is_replaced_after_idling(pg_url, monkeypatch):
+    """PostgreSQL restarted while the service was idle: the checkout ping finds the dead connection."""
+    import sqlalchemy as sa
+
+    from lumenal.labels import db as labels_db
+
+    database = labels_db.Database(pg_url, pool_size=1)
+    admin = sa.create_engine(pg_url, isolation_level="AUTOCOMMIT")
+    try:
+        with database.read_conn() as conn:
+            pid = conn.execute(sa.text("SELECT pg_backend_pid()")).scalar()
+        with admin.connect() as c:
+            c.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+            deadline = time.monotonic() + 10
+            while c.execute(sa.text("SELECT count(*) FROM pg_stat_activity WHERE pid = :pid"), {"pid": pid}).scalar():
+                assert time.monotonic() < deadline, "backend did not exit"
+                time.sleep(0.05)
+        monkeypatch.setattr(labels_db, "IDLE_PING_S", 0.0)  # the pooled connection now counts as idle
+        with database.read_conn() as conn:
+            assert conn.execute(sa.text("SELECT pg_backend_pid()")).scalar() != pid
+    finally:
+        admin.dispose()
+        database.dispose()
