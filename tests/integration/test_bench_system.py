@@ -32,3 +32,16 @@ def test_mc_and_topk_sections_write_the_json_keys(tmp_path: Path) -> None:
 def test_unknown_section_is_rejected(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["system", "--only", "mc,warp-drive"]) == 2
     assert "unknown section" in capsys.readouterr().err
+
+
+def test_annotators_section_measures_sqlite_and_postgresql(tmp_path: Path, pg_url: str) -> None:
+    """Both databases, invariants checked, the worse p95 is the reported key (tiny and fast here)."""
+    admin = pg_url.rsplit("/", 1)[0] + "/postgres"
+    out = system.section_annotators(tmp_path, annotators=4, frames=30, think_s=0.0, pg_admin_url=admin)
+    runs = out["annotators"]
+    assert set(runs) == {"sqlite", "postgresql", "sqlite_saturated"}
+    for r in runs.values():
+        assert r["problems"] == [], r["problems"]
+        # An overlap frame skipped by too many of the 4 annotators stays open: most resolve.
+        assert r["resolved"] + r["adjudication"] >= 24 and r["p95_ms"] > 0, r
+    assert out["nexttask_p95_ms"] == max(runs["sqlite"]["p95_ms"], runs["postgresql"]["p95_ms"])
