@@ -419,7 +419,9 @@ def parser() -> argparse.ArgumentParser:
                                                             "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"),
                    help="PostgreSQL to create a scratch database on for the annotators section ('' = SQLite only)")
     p.add_argument("--labels", type=int, default=1000, help="labels before the first retrain (loop section)")
-    p.add_argument("--video-frames", type=int, default=1400, help="SYNTHETIC demo video length (loop section)")
+    # 3,400 frames leave ~2,400 unlabeled after the 1,000 labels: the timed re-score then lasts
+    # seconds, not one poll interval (1,400 frames left 400, re-scored in ~1 s).
+    p.add_argument("--video-frames", type=int, default=3400, help="SYNTHETIC demo video length (loop section)")
     p.add_argument("--video-size", type=int, default=128)
     p.add_argument("--timeout", type=float, default=1200.0, help="seconds to wait for each loop step")
     p.add_argument("--json", type=Path, help="write every number here")

@@ -16,6 +16,7 @@ import re
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import grpc
@@ -40,6 +41,7 @@ PREDICT_SECONDS = Histogram("lumenal_inference_predict_seconds", "Predict call l
 MODEL_VERSION = Gauge("lumenal_inference_model_version", "model version frames are scored with")
 
 FRAME_ID = re.compile(r"^.+:\d{6,}$")
+RESCORE_BATCHES_PER_STEP = 4
 THUMB = 8  # cold-start descriptor: 8x8 area-averaged thumbnail per channel
 
 
@@ -166,6 +168,7 @@ class Scorer:
         self.tracker = tracker
         self.publisher = publisher
         self.token = auth.service_token(settings.auth_secret, "inference")
+        self._prefetch = ThreadPoolExecutor(1, thread_name_prefix="score-prefetch")
 
     def fetch(self, frame_ids: list[str]) -> dict[str, bytes]:
         """Encoded frames by id; frames storage does not have are left out."""
@@ -190,9 +193,35 @@ class Scorer:
         return out
 
     def score(self, frame_ids: list[str], rescore: bool = False) -> ScoreReport:
-        """Score and publish; corrupt or missing frames are skipped and reported, never fatal."""
+        """Score and publish, one event per ``batch_size`` chunk; corrupt or missing frames are
+        skipped and reported, never fatal. The next chunk is fetched and decoded while the model
+        server predicts the current one, so neither waits for the other."""
         model = self.tracker.current()
         report = ScoreReport(model.version if model else 0)
+        bs = max(1, self.s.batch_size)
+        chunks = [frame_ids[i:i + bs] for i in range(0, len(frame_ids), bs)]
+        pending = self._prefetch.submit(self._prepare, chunks[0], model, report) if chunks else None
+        for i in range(len(chunks)):
+            assert pending is not None
+            ids, x = pending.result()
+            if i + 1 < len(chunks):
+                pending = self._prefetch.submit(self._prepare, chunks[i + 1], model, report)
+            if ids:
+                self._publish(model, report, rescore,
+                              self._model_scores(model, ids, x) if model else self._cold_scores(ids, x))
+        return report
+
+    def _publish(self, model: ModelInfo | None, report: ScoreReport, rescore: bool,
+                 scores: list[common_pb2.FrameScore]) -> None:
+        event = events_pb2.FramesScored(model_name=self.s.model_name, model_version=report.version,
+                                        scores=scores, scored_at=now_ts(), rescore=rescore)
+        self.publisher.publish_sync(topics.FRAMES_SCORED, event, scores[0].frame_id)
+        report.scored += len(scores)
+        SCORED.labels("rescore" if rescore else ("cold" if not model else "ingest")).inc(len(scores))
+
+    def _prepare(self, frame_ids: list[str], model: ModelInfo | None,
+                 report: ScoreReport) -> tuple[list[str], np.ndarray]:
+        """Fetch and decode: the ids that can go to the model and their batch."""
         data = self.fetch(frame_ids)
         size, channels = (model.input_size, model.channels) if model else (self.s.cold_input_size, 3)
         ok_ids: list[str] = []
@@ -214,17 +243,7 @@ class Scorer:
                 continue
             ok_ids.append(fid)
             batch.append(img)
-        if not ok_ids:
-            return report
-        x = np.stack(batch)
-        scores = self._model_scores(model, ok_ids, x) if model else self._cold_scores(ok_ids, x)
-        event = events_pb2.FramesScored(model_name=self.s.model_name,
-                                        model_version=report.version, scores=scores,
-                                        scored_at=now_ts(), rescore=rescore)
-        self.publisher.publish_sync(topics.FRAMES_SCORED, event, ok_ids[0])
-        report.scored = len(scores)
-        SCORED.labels("rescore" if rescore else ("cold" if not model else "ingest")).inc(len(scores))
-        return report
+        return ok_ids, (np.stack(batch) if batch else np.zeros((0, size, size, channels), np.float32))
 
     def _cold_scores(self, ids: list[str], x: np.ndarray) -> list[common_pb2.FrameScore]:
         desc = descriptor(x)
@@ -337,7 +356,8 @@ class CatchUp:
         done = self.done.setdefault(version, set())
         for old in [v for v in self.done if v != version]:
             del self.done[old]
-        ids = self.pool.rows_needing(version, parts, self.s.batch_size, done)
+        # Several model batches per step: Scorer.score overlaps fetching with predicting.
+        ids = self.pool.rows_needing(version, parts, self.s.batch_size * RESCORE_BATCHES_PER_STEP, done)
         if not ids:
             return False
         report = self.scorer.score(ids, rescore=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 
@@ -120,7 +122,9 @@ def test_corrupt_and_missing_frames_are_skipped_and_reported() -> None:
     assert s0.bald == pytest.approx(0.1) and s0.margin == pytest.approx(0.4) and len(s0.embedding) == 4
     assert all(c[0] == 4 and c[1] == "mc_dropout" and c[2][1:] == (16, 16, 3) and c[3] == np.float32
                for c in serving.calls)  # explicit version, model's input size, float32
-    assert sc.score(["v:000001"]).scored == 0 and len(pub.sent) == 1  # nothing to publish
+    # One event per batch_size (2) chunk that has a scorable frame: [0, 1] -> 0, [2, 3] -> 3, [9] -> none.
+    assert [[s.frame_id for s in e.scores] for _, e, _ in pub.sent] == [["v:000000"], ["v:000003"]]
+    assert sc.score(["v:000001"]).scored == 0 and len(pub.sent) == 2  # nothing to publish
 
 
 def test_cold_start_publishes_descriptors_with_version_zero() -> None:
@@ -136,3 +140,30 @@ def test_unloaded_version_is_a_transient_error() -> None:
     serving.gone = True
     with pytest.raises(errors.Unavailable, match="version 1 gone"):
         sc.score(["v:000000"])
+
+
+def test_the_next_chunk_is_fetched_while_the_current_one_is_predicted() -> None:
+    """Fetch+decode of chunk i+1 overlaps Predict of chunk i (the re-score's throughput)."""
+    log: list[str] = []
+
+    class SlowServing(FakeServing):
+        def predict(self, name, x, version=None, signature="serving_default"):  # noqa: ANN001, ANN201
+            log.append("predict-start")
+            time.sleep(0.2)
+            log.append("predict-end")
+            return super().predict(name, x, version, signature)
+
+    class LoggingStorage(FakeStorage):
+        def GetFrames(self, req, metadata=None, timeout=None):  # noqa: ANN001, ANN201, N802
+            log.append("fetch")
+            return super().GetFrames(req, metadata, timeout)
+
+    serving = SlowServing({4: "AVAILABLE"})
+    frames = {f"v:{i:06d}": png(i) for i in range(6)}
+    s = settings(batch_size=2)
+    pub = FakePublisher()
+    sc = Scorer(s, LoggingStorage(frames), serving, ModelTracker(s, serving, PoolIndex("m")), pub)
+    assert sc.score(sorted(frames), rescore=True).scored == 6 and len(pub.sent) == 3
+    # chunk 2 is fetched before chunk 1's prediction ends, chunk 3 before chunk 2's
+    assert log.index("fetch", 1) < log.index("predict-end")
+    assert log.index("fetch", log.index("fetch", 1) + 1) < log.index("predict-end", log.index("predict-end") + 1)
