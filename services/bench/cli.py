@@ -33,8 +33,9 @@ def al_parser() -> argparse.ArgumentParser:
     p.add_argument("--strategies", help="comma list, or 'all' for every Lumenal strategy + "
                                         "modal_uncertainty (default: random, margin, entropy, bald, "
                                         "kcenter, badge, diverse_margin, modal_uncertainty)")
-    p.add_argument("--workers", type=int, help="parallel processes, one (strategy, seed) run each "
-                                               "(default: 2 when the machine has 2+ cores)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="parallel processes, one (strategy, seed) run each, cpus // N TensorFlow threads "
+                        "each (default 1: on a shared 2-core host 2 workers were not faster)")
     p.add_argument("--seeds", help="comma list of seeds (default 0,1,2)")
     p.add_argument("--initial", type=int, help="random initial labels (default 100)")
     p.add_argument("--batch", type=int, help="labels per round (default 100)")
@@ -186,7 +187,7 @@ def main_al(argv: list[str]) -> int:
     except ValueError as exc:  # DatasetError, UnknownStrategy, bad numbers
         print(f"lumenal bench al: {exc}", file=sys.stderr)
         return 2
-    workers = args.workers if args.workers is not None else min(2, os.cpu_count() or 1)
+    workers = max(1, args.workers)
     if args.no_progress:  # one JSON line per round instead of the bar
         from lumenal.core import logs
 

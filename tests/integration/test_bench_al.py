@@ -19,6 +19,7 @@ def test_quick_bench_writes_json_and_png(tmp_path: Path) -> None:
     out, png = tmp_path / "al.json", tmp_path / "al.png"
     rc = cli.main(["al", "--quick", "--budget", "200", "--pool-size", "2000", "--test-size", "500",
                    "--candidates", "400", "--mc-samples", "3", "--min-steps", "10", "--no-progress",
+                   "--workers", "2",  # the parallel path: spawned workers stream rounds back
                    "--strategies", "random,diverse_margin,modal_uncertainty",
                    "--json", str(out), "--plot", str(png)])
     assert rc == 0
