@@ -15,8 +15,9 @@ import logging
 import re
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import grpc
@@ -42,6 +43,7 @@ MODEL_VERSION = Gauge("lumenal_inference_model_version", "model version frames a
 
 FRAME_ID = re.compile(r"^.+:\d{6,}$")
 RESCORE_BATCHES_PER_STEP = 4
+PREDICTS_IN_FLIGHT = 2  # concurrent Predict calls of one score() (the model server runs them in parallel)
 THUMB = 8  # cold-start descriptor: 8x8 area-averaged thumbnail per channel
 
 
@@ -169,6 +171,7 @@ class Scorer:
         self.publisher = publisher
         self.token = auth.service_token(settings.auth_secret, "inference")
         self._prefetch = ThreadPoolExecutor(1, thread_name_prefix="score-prefetch")
+        self._predictors = ThreadPoolExecutor(PREDICTS_IN_FLIGHT, thread_name_prefix="score-predict")
 
     def fetch(self, frame_ids: list[str]) -> dict[str, bytes]:
         """Encoded frames by id; frames storage does not have are left out."""
@@ -194,30 +197,41 @@ class Scorer:
 
     def score(self, frame_ids: list[str], rescore: bool = False) -> ScoreReport:
         """Score and publish, one event per ``batch_size`` chunk; corrupt or missing frames are
-        skipped and reported, never fatal. The next chunk is fetched and decoded while the model
-        server predicts the current one, so neither waits for the other."""
+        skipped and reported, never fatal. A pipeline: the next chunk is fetched and decoded
+        while up to ``PREDICTS_IN_FLIGHT`` chunks are predicted and published, so the model
+        server always has work (one request at a time left it idle a third of the time)."""
         model = self.tracker.current()
         report = ScoreReport(model.version if model else 0)
         bs = max(1, self.s.batch_size)
         chunks = [frame_ids[i:i + bs] for i in range(0, len(frame_ids), bs)]
-        pending = self._prefetch.submit(self._prepare, chunks[0], model, report) if chunks else None
-        for i in range(len(chunks)):
-            assert pending is not None
-            ids, x = pending.result()
-            if i + 1 < len(chunks):
-                pending = self._prefetch.submit(self._prepare, chunks[i + 1], model, report)
-            if ids:
-                self._publish(model, report, rescore,
-                              self._model_scores(model, ids, x) if model else self._cold_scores(ids, x))
+        inflight: deque[Future] = deque()
+        try:
+            pending = self._prefetch.submit(self._prepare, chunks[0], model, report) if chunks else None
+            for i in range(len(chunks)):
+                assert pending is not None
+                ids, x = pending.result()
+                if i + 1 < len(chunks):
+                    pending = self._prefetch.submit(self._prepare, chunks[i + 1], model, report)
+                if ids:
+                    inflight.append(self._predictors.submit(self._score_chunk, model, report.version, rescore, ids, x))
+                while len(inflight) >= PREDICTS_IN_FLIGHT:
+                    report.scored += inflight.popleft().result()
+            while inflight:
+                report.scored += inflight.popleft().result()
+        finally:
+            for fut in inflight:  # an error: let the others finish before reporting it
+                fut.exception()
         return report
 
-    def _publish(self, model: ModelInfo | None, report: ScoreReport, rescore: bool,
-                 scores: list[common_pb2.FrameScore]) -> None:
-        event = events_pb2.FramesScored(model_name=self.s.model_name, model_version=report.version,
+    def _score_chunk(self, model: ModelInfo | None, version: int, rescore: bool, ids: list[str],
+                     x: np.ndarray) -> int:
+        """Predict one chunk and publish its event; the number of frames scored."""
+        scores = self._model_scores(model, ids, x) if model else self._cold_scores(ids, x)
+        event = events_pb2.FramesScored(model_name=self.s.model_name, model_version=version,
                                         scores=scores, scored_at=now_ts(), rescore=rescore)
         self.publisher.publish_sync(topics.FRAMES_SCORED, event, scores[0].frame_id)
-        report.scored += len(scores)
         SCORED.labels("rescore" if rescore else ("cold" if not model else "ingest")).inc(len(scores))
+        return len(scores)
 
     def _prepare(self, frame_ids: list[str], model: ModelInfo | None,
                  report: ScoreReport) -> tuple[list[str], np.ndarray]:
