@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import math
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,7 @@ from pathlib import Path
 import av
 import numpy as np
 import simplejpeg
+from av.video.reformatter import VideoReformatter
 from PIL import Image
 
 from lumenal.core.errors import InvalidArgument
@@ -249,7 +251,7 @@ def encode_kept(kept: KeptFrame, fmt: str, quality: int) -> tuple[bytes, str]:
     if fmt == "jpeg" and jpeg_direct(kept.frame):
         return encode_yuv420(kept.frame, quality), "image/jpeg"
     # Bilinear chroma upsampling: a third of the CPU of swscale's default (bicubic).
-    rgb = kept.frame.reformat(format="rgb24", interpolation="BILINEAR").to_ndarray()
+    rgb = _reformatter().reformat(kept.frame, format="rgb24", interpolation="BILINEAR").to_ndarray()
     return encode(Image.fromarray(rgb), fmt, quality)
 
 
@@ -265,12 +267,23 @@ def jpeg_direct(frame: av.VideoFrame) -> bool:
     return frame.format.name in ("yuv420p", "yuvj420p") and frame.colorspace in _BT601
 
 
+_local = threading.local()
+
+
+def _reformatter() -> VideoReformatter:
+    """One swscale context per thread, reused: ``frame.reformat`` builds a new one per call,
+    which cost more than the JPEG encode itself."""
+    if not hasattr(_local, "reformatter"):
+        _local.reformatter = VideoReformatter()
+    return _local.reformatter
+
+
 def encode_yuv420(frame: av.VideoFrame, quality: int) -> bytes:
     """JPEG straight from the Y, U, V planes. Video is usually limited range (Y 16-235),
     JFIF full range: swscale stretches it first (no chroma resampling), else blacks
     would turn grey."""
     if frame.format.name != "yuvj420p":
-        frame = frame.reformat(format="yuvj420p")
+        frame = _reformatter().reformat(frame, format="yuvj420p")
     y, u, v = (np.frombuffer(p, np.uint8).reshape(-1, p.line_size)[: p.height, : p.width]
                for p in frame.planes)
     return simplejpeg.encode_jpeg_yuv_planes(y, u, v, quality=quality)
