@@ -372,7 +372,7 @@ class Engine:
     # -- data ----------------------------------------------------------------
     def _images(self, frame_ids: list[str], size: int, channels: int) -> dict[str, np.ndarray]:
         """Decoded uint8 frames by id (cached: frames never change); corrupt ones fail the run."""
-        from lumenal.ml.images import decode
+        from lumenal.ml.images import decode_uint8
 
         wanted = [f for f in frame_ids if f not in self._cache]
         bad: list[str] = []
@@ -380,11 +380,9 @@ class Engine:
         for fid, data in self.upstream.frames(wanted):
             got.add(fid)
             try:
-                arr = decode(data, size, channels)
+                self._cache[fid] = decode_uint8(data, size, channels)
             except ValueError as exc:
                 bad.append(f"{fid}: {exc}")
-                continue
-            self._cache[fid] = np.rint(arr * 255.0).astype(np.uint8)
         bad += [f"{fid}: not found in storage" for fid in wanted if fid not in got]
         while len(self._cache) > self.s.frame_cache_frames:
             self._cache.popitem(last=False)
@@ -415,12 +413,12 @@ class Engine:
 
     def _candidates(self, ids: list[str], size: int, channels: int) -> dict[str, np.ndarray]:
         """Unlabelled candidates: a corrupt one is just not a candidate (it is no training label)."""
-        from lumenal.ml.images import decode
+        from lumenal.ml.images import decode_uint8
 
         out = {}
         for fid, data in self.upstream.frames([f for f in ids if f not in self._cache]):
             try:
-                self._cache[fid] = np.rint(decode(data, size, channels) * 255.0).astype(np.uint8)
+                self._cache[fid] = decode_uint8(data, size, channels)
             except ValueError:
                 continue
         for fid in ids:

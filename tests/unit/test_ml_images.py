@@ -39,3 +39,52 @@ def test_corrupt_bytes_raise_value_error(data: bytes | None) -> None:
 def test_bad_channel_count_is_rejected() -> None:
     with pytest.raises(ValueError):
         images.decode(images.encode_png(np.zeros((4, 4, 3), np.uint8)), 4, channels=2)
+
+
+def _jpeg(rgb: np.ndarray, mode: str = "RGB") -> bytes:
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(rgb).convert(mode).save(buf, format="JPEG", quality=92)
+    return buf.getvalue()
+
+
+def _smooth(size: int) -> np.ndarray:
+    y, x = np.mgrid[0:size, 0:size] / size
+    return (np.stack([x, y, (x + y) / 2], axis=2) * 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("size", [64, 48, 128])
+def test_jpeg_fast_path_matches_pillow_decode_and_resize(size: int) -> None:
+    """libjpeg-turbo's DCT-scaled decode (128 -> 64 is one scale step; 48 also resizes)
+    gives the picture Pillow's full decode + resize gives, to JPEG precision."""
+    from PIL import Image
+
+    data = _jpeg(_smooth(128))
+    fast = images.decode(data, size)
+    with Image.open(__import__("io").BytesIO(data)) as img:
+        ref = np.asarray(img.convert("RGB").resize((size, size), Image.BILINEAR), np.float32) / 255
+    assert fast.shape == (size, size, 3) and fast.dtype == np.float32
+    assert np.abs(fast - ref).mean() < 0.01
+
+
+def test_grayscale_and_cmyk_jpegs_decode() -> None:
+    gray = images.decode(_jpeg(_smooth(32), "L"), 16, channels=1)
+    assert gray.shape == (16, 16, 1)
+    cmyk = images.decode(_jpeg(_smooth(32), "CMYK"), 16)  # libjpeg-turbo can't: Pillow does
+    assert cmyk.shape == (16, 16, 3) and 0 <= cmyk.min() <= cmyk.max() <= 1
+
+
+def test_truncated_jpeg_raises_value_error() -> None:
+    data = _jpeg(_smooth(64))
+    with pytest.raises(ValueError):
+        images.decode(data[: len(data) // 2], 32)
+
+
+def test_decode_uint8_is_decode_before_scaling() -> None:
+    data = _jpeg(_smooth(64))
+    raw = images.decode_uint8(data, 32)
+    assert raw.dtype == np.uint8 and raw.shape == (32, 32, 3)
+    np.testing.assert_allclose(images.to_unit_float(raw), images.decode(data, 32), atol=1e-7)
