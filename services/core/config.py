@@ -58,6 +58,10 @@ class CommonSettings:
     """Connection settings every service shares."""
 
     kafka_bootstrap: str = env("LUMENAL_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
+    # How long the broker may hold a fetch that has no data yet. Apache Kafka answers as soon as
+    # data arrives, so its default (500 ms) costs no latency there; tansu holds every such fetch
+    # for the full wait, so the embedded stack sets 100 ms (each event hop waited ~120 ms at 500).
+    kafka_fetch_max_wait_ms: int = env("LUMENAL_KAFKA_FETCH_MAX_WAIT_MS", 500)
     s3_endpoint: str = env("LUMENAL_S3_ENDPOINT", "127.0.0.1:8333")
     s3_access_key: str = env("LUMENAL_S3_ACCESS_KEY", "lumenal")
     s3_secret_key: str = env("LUMENAL_S3_SECRET_KEY", "lumenal-secret")

@@ -130,6 +130,7 @@ class Consumer:
     session_timeout_ms: int = 10000
     max_attempts: int = 3
     max_poll_records: int = 50
+    fetch_max_wait_ms: int = 500  # CommonSettings.kafka_fetch_max_wait_ms
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
     _consumer: KafkaConsumer | None = None
@@ -140,7 +141,8 @@ class Consumer:
                              client_id=self.group, enable_auto_commit=False,
                              auto_offset_reset="earliest", session_timeout_ms=self.session_timeout_ms,
                              heartbeat_interval_ms=max(100, self.session_timeout_ms // 5),
-                             max_poll_records=self.max_poll_records, max_poll_interval_ms=600000)
+                             max_poll_records=self.max_poll_records, max_poll_interval_ms=600000,
+                             fetch_max_wait_ms=self.fetch_max_wait_ms)
 
     def start(self) -> Consumer:
         self._thread = threading.Thread(target=self.run, daemon=True, name=f"consumer-{self.group}")

@@ -69,12 +69,13 @@ class PoolFeed:
     """Reads every partition of the pool topics from the index's offsets and applies them."""
 
     def __init__(self, bootstrap: str, pool: PoolIndex, publisher: Publisher, instance: str,
-                 on_model: Callable[[int], None] | None = None) -> None:
+                 on_model: Callable[[int], None] | None = None, fetch_max_wait_ms: int = 500) -> None:
         self.bootstrap = bootstrap
         self.pool = pool
         self.publisher = publisher
         self.group = f"inference-pool:{instance}"
         self.on_model = on_model
+        self.fetch_max_wait_ms = fetch_max_wait_ms
         self.connected = False
         self.caught_up = threading.Event()
         self._stop = threading.Event()
@@ -111,7 +112,8 @@ class PoolFeed:
             try:
                 consumer = KafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None,
                                          enable_auto_commit=False, client_id=self.group,
-                                         max_partition_fetch_bytes=16 * 1024 * 1024)
+                                         max_partition_fetch_bytes=16 * 1024 * 1024,
+                                         fetch_max_wait_ms=self.fetch_max_wait_ms)
                 tps = self._assign(consumer)
                 self.connected = True
                 backoff = 0.5

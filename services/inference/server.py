@@ -186,14 +186,16 @@ def serve(settings: InferenceSettings, port: int | None = None, metrics_port: in
 
     consumer = events.Consumer(settings.kafka_bootstrap, settings.group,
                                {topics.FRAMES_INGESTED: (events_pb2.FramesIngested, on_ingested)},
-                               publisher, session_timeout_ms=settings.session_timeout_ms)
+                               publisher, session_timeout_ms=settings.session_timeout_ms,
+                               fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms)
     catchup = CatchUp(settings, pool, scorer, lambda: consumer.assigned_partitions(topics.FRAMES_INGESTED))
 
     def on_model(version: int) -> None:
         tracker.invalidate()
         catchup.wake()
 
-    feed = PoolFeed(settings.kafka_bootstrap, pool, publisher, settings.instance_id(), on_model)
+    feed = PoolFeed(settings.kafka_bootstrap, pool, publisher, settings.instance_id(), on_model,
+                    fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms)
 
     def probe() -> bool:
         return (consumer.connected and feed.connected and tracker.error is None

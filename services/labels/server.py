@@ -183,7 +183,8 @@ class App:
         self.consumer = events.Consumer(
             self.settings.kafka_bootstrap, "labels",
             {topics.FRAMES_INGESTED: (events_pb2.FramesIngested, self._on_frames)}, publisher,
-            session_timeout_ms=self.settings.consumer_session_ms).start()
+            session_timeout_ms=self.settings.consumer_session_ms,
+            fetch_max_wait_ms=self.settings.kafka_fetch_max_wait_ms).start()
 
     def _on_frames(self, msg: events_pb2.FramesIngested, record: events.Record) -> None:
         try:

@@ -35,6 +35,10 @@ log = logging.getLogger("lumenal.stack")
 
 MAX_RESTARTS = 5          # per component within RESTART_WINDOW_S, then it stays down
 RESTART_WINDOW_S = 120.0
+# tansu holds a fetch with no data for the full fetch_max_wait (Apache Kafka answers when data
+# arrives): 100 ms instead of Kafka's 500 keeps each event hop under ~100 ms (measured: ~120 ms
+# per hop at 500, ~25 ms at 100) for ~40 extra idle fetches a second across the services.
+TANSU_FETCH_MAX_WAIT_MS = 100
 
 
 @dataclass(frozen=True)
@@ -113,7 +117,7 @@ class Stack:
         out = {**self.client_env(), "PYTHONUNBUFFERED": "1",
                "KERAS_HOME": os.environ.get("KERAS_HOME", str(self.home / "keras")),
                "TF_CPP_MIN_LOG_LEVEL": "2", "LUMENAL_LABELS_ADMIN_PASSWORD": self.admin_password(),
-               **self.extra_env}
+               "LUMENAL_KAFKA_FETCH_MAX_WAIT_MS": str(TANSU_FETCH_MAX_WAIT_MS), **self.extra_env}
         if component is not None and component.metrics_var:
             out[component.metrics_var] = str(self.ports[component.name][1])
         return out

@@ -167,7 +167,8 @@ def main() -> None:
     engine.recover()
     consumer = events.Consumer(settings.kafka_bootstrap, "training",
                                {topics.LABELS_RESOLVED: (events_pb2.LabelResolved, engine.on_label_event)},
-                               publisher, session_timeout_ms=settings.consumer_session_ms).start()
+                               publisher, session_timeout_ms=settings.consumer_session_ms,
+                               fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms).start()
     engine.start()
 
     def probe() -> bool:
