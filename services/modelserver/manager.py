@@ -17,6 +17,7 @@ never blocks later versions nor evicts the version already serving.
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 import time
@@ -36,6 +37,9 @@ from lumenal.core import errors
 
 log = logging.getLogger(__name__)
 
+# Warm-up batch sizes: one row traces each signature; 64 (the inference service's batch) builds
+# the kernels real traffic uses, so the first requests to a new version are not the slow ones.
+WARM_BATCHES = (1, 64)
 START, LOADING, AVAILABLE, UNLOADING, END = "START", "LOADING", "AVAILABLE", "UNLOADING", "END"
 
 VERSIONS = Gauge("lumenal_modelserver_available_versions", "Versions AVAILABLE per model", ["model"])
@@ -139,7 +143,7 @@ def _signature_defs(path: Path) -> dict[str, meta_graph_pb2.SignatureDef]:
 
 
 def load_version(model: str, version: int, path: Path) -> LoadedVersion:
-    """Load a SavedModel and warm every signature with a one-row batch of zeros."""
+    """Load a SavedModel and warm every signature with batches of zeros (``WARM_BATCHES``)."""
     if not (path / "saved_model.pb").exists():
         raise FileNotFoundError(f"{path}: no saved_model.pb (half-written or not a SavedModel)")
     obj = tf.saved_model.load(str(path), tags=["serve"])
@@ -148,7 +152,12 @@ def load_version(model: str, version: int, path: Path) -> LoadedVersion:
         raise ValueError(f"{path}: SavedModel has no signatures")
     inputs = {name: dict(fn.structured_input_signature[1]) for name, fn in functions.items()}
     for name, fn in functions.items():  # warm: trace + allocate before taking traffic
-        fn(**{key: tf.constant(zeros_for(spec)) for key, spec in inputs[name].items()})
+        for batch in WARM_BATCHES:
+            specs = inputs[name].values()
+            if batch > 1 and any(None in spec.shape[1:] for spec in specs):
+                continue  # only the batch dimension may be left open for a larger warm-up batch
+            fn(**{key: tf.constant(zeros_for(spec, batch)) for key, spec in inputs[name].items()})
+    gc.collect()  # the load's garbage is collected now, not in a pause during the first requests
     return LoadedVersion(model, version, path, obj, functions, _signature_defs(path), inputs)
 
 
