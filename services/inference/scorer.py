@@ -11,6 +11,7 @@ restart, after a rebalance).
 
 from __future__ import annotations
 
+import itertools
 import logging
 import re
 import threading
@@ -42,8 +43,9 @@ PREDICT_SECONDS = Histogram("lumenal_inference_predict_seconds", "Predict call l
 MODEL_VERSION = Gauge("lumenal_inference_model_version", "model version frames are scored with")
 
 FRAME_ID = re.compile(r"^.+:\d{6,}$")
-RESCORE_BATCHES_PER_STEP = 4
-PREDICTS_IN_FLIGHT = 2  # concurrent Predict calls of one score() (the model server runs them in parallel)
+RESCORE_BATCHES_PER_STEP = 16  # a step's pipeline fills and drains once: keep steps long
+PREPARE_AHEAD = 2  # chunks fetched from storage and decoded ahead of the model, in parallel
+PREDICTS_IN_FLIGHT = 3  # concurrent Predict calls of one score() (the model server runs them in parallel)
 THUMB = 8  # cold-start descriptor: 8x8 area-averaged thumbnail per channel
 
 
@@ -59,12 +61,13 @@ def descriptor(batch: np.ndarray) -> np.ndarray:
 
 
 def check_image(img: np.ndarray, size: int, channels: int) -> str | None:
-    """Why ``img`` cannot go to the model, or None when it can."""
-    if not isinstance(img, np.ndarray) or img.dtype != np.float32:
-        return f"wrong dtype {getattr(img, 'dtype', type(img).__name__)} (want float32)"
+    """Why ``img`` cannot go to the model, or None when it can (uint8 frames, as decoded, are
+    in range by construction; float32 ones must lie in [0, 1])."""
+    if not isinstance(img, np.ndarray) or img.dtype not in (np.uint8, np.float32):
+        return f"wrong dtype {getattr(img, 'dtype', type(img).__name__)} (want uint8 or float32)"
     if img.shape != (size, size, channels):
         return f"wrong shape {img.shape} (want {(size, size, channels)})"
-    if not np.isfinite(img).all() or img.min() < 0 or img.max() > 1:
+    if img.dtype == np.float32 and (not np.isfinite(img).all() or img.min() < 0 or img.max() > 1):
         return "values outside [0, 1]"
     return None
 
@@ -170,7 +173,7 @@ class Scorer:
         self.tracker = tracker
         self.publisher = publisher
         self.token = auth.service_token(settings.auth_secret, "inference")
-        self._prefetch = ThreadPoolExecutor(1, thread_name_prefix="score-prefetch")
+        self._prefetch = ThreadPoolExecutor(PREPARE_AHEAD, thread_name_prefix="score-prefetch")
         self._predictors = ThreadPoolExecutor(PREDICTS_IN_FLIGHT, thread_name_prefix="score-predict")
 
     def fetch(self, frame_ids: list[str]) -> dict[str, bytes]:
@@ -197,21 +200,26 @@ class Scorer:
 
     def score(self, frame_ids: list[str], rescore: bool = False) -> ScoreReport:
         """Score and publish, one event per ``batch_size`` chunk; corrupt or missing frames are
-        skipped and reported, never fatal. A pipeline: the next chunk is fetched and decoded
-        while up to ``PREDICTS_IN_FLIGHT`` chunks are predicted and published, so the model
-        server always has work (one request at a time left it idle a third of the time)."""
+        skipped and reported, never fatal. A pipeline: up to ``PREPARE_AHEAD`` chunks are fetched
+        and decoded while up to ``PREDICTS_IN_FLIGHT`` chunks are predicted and published, so
+        the model server always has work (one request at a time left it idle a third of the
+        time; it answers 1.4-1.6x faster with 2-4 requests in flight than with one)."""
         model = self.tracker.current()
         report = ScoreReport(model.version if model else 0)
         bs = max(1, self.s.batch_size)
-        chunks = [frame_ids[i:i + bs] for i in range(0, len(frame_ids), bs)]
+        todo = iter([frame_ids[i:i + bs] for i in range(0, len(frame_ids), bs)])
+        prepared: deque[Future] = deque()
         inflight: deque[Future] = deque()
+
+        def top_up() -> None:
+            for chunk in itertools.islice(todo, PREPARE_AHEAD - len(prepared)):
+                prepared.append(self._prefetch.submit(self._prepare, chunk, model, report))
+
         try:
-            pending = self._prefetch.submit(self._prepare, chunks[0], model, report) if chunks else None
-            for i in range(len(chunks)):
-                assert pending is not None
-                ids, x = pending.result()
-                if i + 1 < len(chunks):
-                    pending = self._prefetch.submit(self._prepare, chunks[i + 1], model, report)
+            top_up()
+            while prepared:
+                ids, x = prepared.popleft().result()
+                top_up()
                 if ids:
                     inflight.append(self._predictors.submit(self._score_chunk, model, report.version, rescore, ids, x))
                 while len(inflight) >= PREDICTS_IN_FLIGHT:
@@ -219,7 +227,7 @@ class Scorer:
             while inflight:
                 report.scored += inflight.popleft().result()
         finally:
-            for fut in inflight:  # an error: let the others finish before reporting it
+            for fut in (*prepared, *inflight):  # an error: let the others finish before reporting it
                 fut.exception()
         return report
 
@@ -239,14 +247,14 @@ class Scorer:
         data = self.fetch(frame_ids)
         size, channels = (model.input_size, model.channels) if model else (self.s.cold_input_size, 3)
         ok_ids: list[str] = []
-        batch: list[np.ndarray] = []
+        batch = np.empty((len(frame_ids), size, size, channels), np.uint8)
         for fid in frame_ids:
             reason = None
             if fid not in data:
                 reason = "missing in storage"
             else:
                 try:
-                    img = images.decode(data[fid], size, channels)
+                    img = images.decode_uint8(data[fid], size, channels)
                     reason = check_image(img, size, channels)
                 except ValueError as exc:
                     reason = f"corrupt: {exc}"
@@ -255,9 +263,9 @@ class Scorer:
                 SKIPPED.labels(reason.split(":")[0].split(" (")[0]).inc()
                 log.warning("frame skipped", extra={"frame_id": fid, "reason": reason})
                 continue
+            batch[len(ok_ids)] = img
             ok_ids.append(fid)
-            batch.append(img)
-        return ok_ids, (np.stack(batch) if batch else np.zeros((0, size, size, channels), np.float32))
+        return ok_ids, images.to_unit_float(batch[:len(ok_ids)])  # one conversion per batch
 
     def _cold_scores(self, ids: list[str], x: np.ndarray) -> list[common_pb2.FrameScore]:
         desc = descriptor(x)

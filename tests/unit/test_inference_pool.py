@@ -164,6 +164,7 @@ def test_descriptor_and_image_checks() -> None:
     assert descriptor(x[:, :5, :5]).shape == (3, 192)
     assert check_image(x[0], 64, 3) is None
     assert "dtype" in check_image(x[0].astype(np.float64), 64, 3)
+    assert check_image(np.rint(x[0] * 255).astype(np.uint8), 64, 3) is None  # as decoded
     assert "shape" in check_image(x[0, :32], 64, 3)
     assert "outside" in check_image(x[0] * 2, 64, 3)
 
