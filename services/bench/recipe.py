@@ -14,7 +14,9 @@ class Recipe:
     - ``warm_start``: keep the previous round's weights and fine-tune, so a round
       costs a few epochs instead of a full training from scratch;
     - ``epochs`` passes over the labeled set per round, but at least
-      ``min_steps`` gradient steps (100 labels are only two batches);
+      ``min_steps`` gradient steps (100 labels are only two batches). 5 / 100 instead of the
+      earlier 3 / 60: the model was under-trained, and uncertainty sampling gains the most from
+      a settled model (3 seeds: margin 1,467 -> 1,033 labels to 85%, random 2,267 -> 1,733);
     - ``augment``: random shifts of up to ``shift`` pixels and horizontal flips
       (label-preserving for garments and for capsule frames);
     - cosine learning-rate decay from ``learning_rate`` within each round, so
@@ -26,8 +28,8 @@ class Recipe:
       0.790), while random's balanced labels are unaffected (0.803 vs 0.808).
     """
 
-    epochs: int = 3
-    min_steps: int = 60
+    epochs: int = 5
+    min_steps: int = 100
     batch_size: int = 64
     learning_rate: float = 2e-3
     min_lr_fraction: float = 0.05
