@@ -258,9 +258,9 @@ class Loop:
     """An embedded stack in a temporary home, driven like ``lumenal demo --simulate-oracle``."""
 
     def __init__(self, home: Path, labels: int, video_frames: int, video_size: int, annotators: int,
-                 timeout_s: float) -> None:
+                 timeout_s: float, frame_cache_mb: int | None = None) -> None:
         self.home, self.labels, self.video_frames, self.video_size = home, labels, video_frames, video_size
-        self.annotators, self.timeout_s = annotators, timeout_s
+        self.annotators, self.timeout_s, self.frame_cache_mb = annotators, timeout_s, frame_cache_mb
         self.out: dict[str, object] = {}
 
     def run(self) -> dict[str, object]:
@@ -274,6 +274,9 @@ class Loop:
                                 "LUMENAL_TRAINING_MIN_INTERVAL_S": "0",
                                 "LUMENAL_LABELS_OVERLAP_FRACTION": "0",
                                 "LUMENAL_STORAGE_UPLOAD_WORKERS": "4"})
+        if self.frame_cache_mb is not None:  # the service default otherwise
+            stack.extra_env["LUMENAL_INFERENCE_FRAME_CACHE_MB"] = str(self.frame_cache_mb)
+        self.out["frame_cache_mb"] = self.frame_cache_mb
         t0 = time.perf_counter()
         try:
             stack.start()
@@ -451,9 +454,9 @@ def section_training(work: Path, labels: int) -> dict[str, object]:
 
 
 def section_loop(work: Path, labels: int, video_frames: int, video_size: int, annotators: int,
-                 timeout_s: float) -> dict[str, object]:
+                 timeout_s: float, frame_cache_mb: int | None = None) -> dict[str, object]:
     """The whole loop with inference: pipeline scoring rate, plus its own latency and swap counts."""
-    out = Loop(work / "stack", labels, video_frames, video_size, annotators, timeout_s).run()
+    out = Loop(work / "stack", labels, video_frames, video_size, annotators, timeout_s, frame_cache_mb).run()
     return {"scoring_ratio": out.get("scoring_ratio"), "loop": out}
 
 
@@ -486,6 +489,9 @@ def parser() -> argparse.ArgumentParser:
     # are a few percent of it (3,400 frames re-scored in ~3 s, where they were ~15%).
     p.add_argument("--video-frames", type=int, default=7400, help="SYNTHETIC demo video length (loop section)")
     p.add_argument("--video-size", type=int, default=128)
+    p.add_argument("--frame-cache-mb", type=int, help="loop section: the inference service's decoded-frame "
+                                                      "cache (default: the service's 256; 0 = every re-score "
+                                                      "fetches and decodes every frame)")
     p.add_argument("--timeout", type=float, default=1200.0, help="seconds to wait for each loop step")
     p.add_argument("--json", type=Path, help="write every number here")
     return p
@@ -503,7 +509,8 @@ def run_sections(args: argparse.Namespace, work: Path) -> dict[str, object]:
         "annotators": lambda: section_annotators(work / "labels", args.annotators, args.annotator_frames,
                                                  args.annotator_think_s, args.pg_admin_url),
         "training": lambda: section_training(work / "training", args.labels),
-        "loop": lambda: section_loop(work, args.labels, args.video_frames, args.video_size, 3, args.timeout),
+        "loop": lambda: section_loop(work, args.labels, args.video_frames, args.video_size, 3, args.timeout,
+                                     args.frame_cache_mb),
     }
     doc: dict[str, object] = dict.fromkeys(KEYS)
     doc["sections"] = {}

@@ -31,6 +31,7 @@ from lumenal.ml import images
 from lumenal.ml.serving import ServingClient
 from lumenal.v1 import common_pb2, events_pb2, storage_pb2, storage_pb2_grpc
 
+from .framecache import FrameCache
 from .pool import PoolIndex
 from .settings import InferenceSettings
 
@@ -175,6 +176,7 @@ class Scorer:
         self.token = auth.service_token(settings.auth_secret, "inference")
         self._prefetch = ThreadPoolExecutor(PREPARE_AHEAD, thread_name_prefix="score-prefetch")
         self._predictors = ThreadPoolExecutor(PREDICTS_IN_FLIGHT, thread_name_prefix="score-predict")
+        self.cache = FrameCache(settings.frame_cache_mb * 2**20)
 
     def fetch(self, frame_ids: list[str]) -> dict[str, bytes]:
         """Encoded frames by id; frames storage does not have are left out."""
@@ -243,14 +245,17 @@ class Scorer:
 
     def _prepare(self, frame_ids: list[str], model: ModelInfo | None,
                  report: ScoreReport) -> tuple[list[str], np.ndarray]:
-        """Fetch and decode: the ids that can go to the model and their batch."""
-        data = self.fetch(frame_ids)
+        """Fetch and decode (cached frames skip both): the ids that can go to the model and their batch."""
         size, channels = (model.input_size, model.channels) if model else (self.s.cold_input_size, 3)
+        cached = {fid: img for fid in frame_ids if (img := self.cache.get(fid, size, channels)) is not None}
+        data = self.fetch([fid for fid in frame_ids if fid not in cached]) if len(cached) < len(frame_ids) else {}
         ok_ids: list[str] = []
         batch = np.empty((len(frame_ids), size, size, channels), np.uint8)
         for fid in frame_ids:
             reason = None
-            if fid not in data:
+            if fid in cached:
+                img = cached[fid]
+            elif fid not in data:
                 reason = "missing in storage"
             else:
                 try:
@@ -258,6 +263,8 @@ class Scorer:
                     reason = check_image(img, size, channels)
                 except ValueError as exc:
                     reason = f"corrupt: {exc}"
+                if reason is None:
+                    self.cache.put(fid, img)
             if reason:
                 report.skipped.append((fid, reason))
                 SKIPPED.labels(reason.split(":")[0].split(" (")[0]).inc()

@@ -31,6 +31,9 @@ class InferenceSettings(CommonSettings):
     version_wait_s: float = env("LUMENAL_INFERENCE_VERSION_WAIT_S", 300.0)
     serving_timeout_s: float = env("LUMENAL_INFERENCE_SERVING_TIMEOUT_S", 30.0)
     max_k: int = env("LUMENAL_INFERENCE_MAX_K", 1000)
+    # Decoded model inputs kept for re-scores (lumenal.inference.framecache): 256 MB holds
+    # ~21,800 frames at 64x64x3; frames beyond it are fetched and decoded each re-score. 0 = off.
+    frame_cache_mb: int = env("LUMENAL_INFERENCE_FRAME_CACHE_MB", 256)
 
     def instance_id(self) -> str:
         return self.instance or f"{socket.gethostname()}-{os.getpid()}"

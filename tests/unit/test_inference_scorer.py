@@ -167,3 +167,39 @@ def test_the_next_chunk_is_fetched_while_the_current_one_is_predicted() -> None:
     # chunk 2 is fetched before chunk 1's prediction ends, chunk 3 before chunk 2's
     assert log.index("fetch", 1) < log.index("predict-end")
     assert log.index("fetch", log.index("fetch", 1) + 1) < log.index("predict-end", log.index("predict-end") + 1)
+
+
+def test_a_rescore_takes_decoded_frames_from_the_cache_not_storage() -> None:
+    """The second pass over the same frames fetches nothing; corrupt frames are never cached."""
+    fetched: list[list[str]] = []
+
+    class CountingStorage(FakeStorage):
+        def GetFrames(self, req, metadata=None, timeout=None):  # noqa: ANN001, ANN201, N802
+            fetched.append(list(req.frame_ids))
+            return super().GetFrames(req, metadata, timeout)
+
+    serving = FakeServing({1: "AVAILABLE"})
+    frames = {f"v:{i:06d}": png(i) for i in range(4)} | {"v:000004": b"corrupt"}
+    s = settings(batch_size=8)
+    pub = FakePublisher()
+    sc = Scorer(s, CountingStorage(frames), serving, ModelTracker(s, serving, PoolIndex("m")), pub)
+    first = sc.score(sorted(frames))
+    again = sc.score(sorted(frames), rescore=True)
+    assert first.scored == again.scored == 4 and len(sc.cache) == 4
+    assert fetched == [sorted(frames), ["v:000004"]]  # only the uncacheable corrupt frame again
+    assert [r for _, r in again.skipped][0].startswith("corrupt")
+    assert serving.calls[0][2:] == serving.calls[-1][2:] == ((4, 16, 16, 3), np.float32)
+
+
+def test_frame_cache_admits_until_its_budget_and_never_evicts() -> None:
+    from lumenal.inference.framecache import FrameCache
+
+    img = np.zeros((8, 8, 3), np.uint8)  # 192 bytes
+    cache = FrameCache(max_bytes=400)
+    assert cache.put("a", img) and cache.put("b", img) and not cache.put("c", img)
+    assert cache.get("a", 8, 3) is not None and cache.get("c", 8, 3) is None
+    assert cache.get("a", 16, 3) is None  # another model input size: a miss, not a wrong array
+    assert cache.bytes == 384 and len(cache) == 2
+    with pytest.raises(ValueError):
+        cache.get("a", 8, 3)[0, 0, 0] = 1  # read-only: a batch can't alter the cached frame
+    assert FrameCache(0).put("a", img) is False  # LUMENAL_INFERENCE_FRAME_CACHE_MB=0: off
